@@ -1,0 +1,272 @@
+"""The lecture's "Derivatives" section as functions of functions.
+
+Layout: for f: R^K -> R^M the Jacobian in *denominator layout* is the K x M matrix
+J[k, m] = d f_m / d x_k (for tensors: ``x.shape + y.shape``). The gradient of a scalar
+function is the K-vector J (shape of x). The numerator layout (what PyTorch and JAX return)
+is the transpose, ``y.shape + x.shape``.
+
+    directional derivative   D_u f(x) = grad f(x)^T u
+    linear approximation     f(x) ~ f(a) + J(a)^T (x - a)
+    Hessian                  H[i, j] = d^2 f / dx_i dx_j           (x.shape + x.shape)
+    jvp(f, x, v)             J^T v   (how f moves when x moves along v; shape of y)
+    vjp(f, x)(u)             J u     (back propagation of u = de/dy; shape of x)
+
+All functions accept NumPy arrays, Python numbers and Tensors. Called from the outside they
+return NumPy arrays; called on Tensors that are being differentiated (a function inside
+``grad``, ``hessian``, ...) they return Tensors that stay in the graph, so the functions
+compose: ``grad(grad(f))``, ``jacobian(grad(f))``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .backend import xp
+from .tensor import GraphError, Tensor, autograd_grad
+
+__all__ = [
+    "derivative",
+    "grad",
+    "value_and_grad",
+    "jacobian",
+    "hessian",
+    "directional_derivative",
+    "linearize",
+    "jvp",
+    "vjp",
+]
+
+
+def _traced(x: Any) -> bool:
+    return isinstance(x, Tensor) and x.requires_grad
+
+
+def _enter(x: Any) -> Tensor:
+    """A fresh variable to differentiate with respect to, still connected to an outer graph."""
+    if _traced(x):
+        return x * 1.0  # a new node: inner derivatives stop here, outer ones flow through it
+    if isinstance(x, Tensor):
+        data = x.data
+    else:
+        data = xp.asarray(x)
+    if not xp.issubdtype(data.dtype, xp.inexact):
+        data = data.astype(xp.float64)
+    return Tensor(data, requires_grad=True)
+
+
+def _call(f: Callable, args: Sequence[Any], name: str) -> Tensor:
+    out = f(*args)
+    if not isinstance(out, Tensor):
+        if isinstance(out, (numbers.Number, xp.ndarray)):
+            out = Tensor(out)  # a constant function: its derivative is 0
+        else:
+            raise TypeError(f"{name}: the function must return a Tensor, got {type(out).__name__}")
+    return out
+
+
+def _finish(g: Any, nested: bool, like: Any) -> Any:
+    if nested:
+        return g
+    g = g.data if isinstance(g, Tensor) else g
+    if isinstance(like, numbers.Number) and not isinstance(like, bool):
+        return float(g) if g.size == 1 and g.ndim == 0 else g
+    return g
+
+
+def _grads(out: Tensor, xs: Sequence[Tensor], nested: bool, seed: Any = None, retain: bool = False):
+    if not out.requires_grad:  # f does not depend on its inputs
+        return tuple(Tensor(xp.zeros_like(x.data)) if nested else xp.zeros_like(x.data) for x in xs)
+    return autograd_grad(out, list(xs), grad_outputs=seed, create_graph=nested, retain_graph=retain or nested)
+
+
+def _argnums(argnums: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    for i in nums:
+        if not -n <= i < n:
+            raise ValueError(f"{name}: argnums {argnums!r} out of range for {n} argument(s)")
+    return tuple(i % n for i in nums)
+
+
+def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+    """(f(*args), grad f(*args)) for a scalar-valued f; the gradient has the shape of the input."""
+
+    def run(*args: Any) -> tuple[Any, Any]:
+        if not args:
+            raise TypeError("grad: the function needs at least one argument to differentiate")
+        nums = _argnums(argnums, len(args), "grad")
+        nested = any(_traced(args[i]) for i in nums)
+        inner = list(args)
+        for i in nums:
+            inner[i] = _enter(args[i])
+        out = _call(f, inner, "grad")
+        if out.data.size != 1:
+            raise GraphError(
+                f"grad needs a scalar-valued function, but f returned shape {out.shape}; "
+                "use jacobian() for vector-valued functions"
+            )
+        gs = _grads(out, [inner[i] for i in nums], nested)
+        gs = tuple(_finish(g, nested, args[i]) for g, i in zip(gs, nums))
+        value = out if nested else (out.data.item() if out.data.ndim == 0 else out.data)
+        return value, (gs[0] if isinstance(argnums, int) else gs)
+
+    return run
+
+
+def grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+    """grad f: the function returning de/dx (shape of x) for a scalar-valued f(x, ...).
+
+    ``argnums`` picks the argument(s) to differentiate; a tuple gives a tuple of gradients.
+    """
+    vg = value_and_grad(f, argnums)
+
+    def run(*args: Any) -> Any:
+        return vg(*args)[1]
+
+    run.__name__ = f"grad_{getattr(f, '__name__', 'f')}"
+    return run
+
+
+def derivative(f: Callable) -> Callable:
+    """f' for a scalar function of one scalar variable: derivative(f)(x) -> float."""
+    g = grad(f)
+
+    def run(x: Any) -> Any:
+        if not _traced(x) and xp.ndim(_data(x)) != 0:
+            raise ValueError(
+                f"derivative() is for f: R -> R; got an input of shape {xp.shape(_data(x))}, use grad()"
+            )
+        return g(x)
+
+    return run
+
+
+def _data(x: Any) -> Any:
+    return x.data if isinstance(x, Tensor) else x
+
+
+def jacobian(f: Callable, layout: str = "denominator") -> Callable:
+    """The Jacobian of f at x: ``x.shape + y.shape`` (denominator) or ``y.shape + x.shape``.
+
+    For f: R^K -> R^M the denominator layout gives K x M: column m is grad f_m(x).
+    """
+    if layout not in ("denominator", "numerator"):
+        raise ValueError(f"jacobian: layout must be 'denominator' or 'numerator', got {layout!r}")
+
+    def run(x: Any) -> Any:
+        nested = _traced(x)
+        xin = _enter(x)
+        y = _call(f, [xin], "jacobian")
+        ysize = y.data.size
+        if not y.requires_grad:
+            zero = xp.zeros(xin.shape + y.shape, dtype=xin.dtype)
+            jac: Any = Tensor(zero) if nested else zero
+        else:
+            flat = xp.eye(ysize, dtype=y.dtype)
+            cols = []
+            for m in range(ysize):
+                (gx,) = autograd_grad(
+                    y, [xin], grad_outputs=flat[m].reshape(y.shape), create_graph=nested, retain_graph=True
+                )
+                cols.append(gx)
+            if nested:
+                from .rules import reshape, stack
+
+                jac = reshape(stack(*cols, axis=-1), shape=xin.shape + y.shape)
+            else:
+                jac = xp.stack(cols, axis=-1).reshape(xin.shape + y.shape)
+        if layout == "numerator":
+            k = xin.ndim
+            axes = tuple(range(k, k + y.ndim)) + tuple(range(k))
+            jac = jac.transpose(axes) if not nested else jac.transpose(*axes)
+        return jac
+
+    return run
+
+
+def hessian(f: Callable) -> Callable:
+    """The Hessian of a scalar-valued f at x: d^2 f / dx_i dx_j, shape ``x.shape + x.shape``."""
+    jg = jacobian(grad(f))
+
+    def run(x: Any) -> Any:
+        return jg(x)
+
+    return run
+
+
+def directional_derivative(f: Callable, x: Any, u: Any, normalize: bool = False) -> Any:
+    """D_u f(x) = grad f(x)^T u for scalar f (``normalize=True`` uses u / |u|)."""
+    g = grad(f)(x)
+    u = xp.asarray(_data(u), dtype=float)
+    if u.shape != xp.shape(g):
+        raise ValueError(f"directional_derivative: direction has shape {u.shape}, x has {xp.shape(g)}")
+    if normalize:
+        n = xp.linalg.norm(u)
+        if n == 0:
+            raise ValueError("directional_derivative: cannot normalize the zero direction")
+        u = u / n
+    return float(xp.sum(xp.asarray(g) * u))
+
+
+class Linearization:
+    """x -> f(a) + J(a)^T (x - a): the first-order Taylor approximation of f around a."""
+
+    def __init__(self, f: Callable, a: Any) -> None:
+        self.a = xp.asarray(_data(a), dtype=float)
+        self.value = _values(f, self.a)
+        self.jacobian = jacobian(f)(self.a)  # a.shape + y.shape (denominator layout)
+
+    def __call__(self, x: Any) -> Any:
+        dx = xp.asarray(_data(x), dtype=float) - self.a
+        k = self.a.ndim
+        return self.value + xp.tensordot(dx, self.jacobian, axes=(tuple(range(k)), tuple(range(k))))
+
+    def __repr__(self) -> str:
+        return f"Linearization(a={self.a!r}, f(a)={self.value!r})"
+
+
+def _values(f: Callable, x: Any) -> Any:
+    out = f(Tensor(x))
+    return out.data if isinstance(out, Tensor) else xp.asarray(out)
+
+
+def linearize(f: Callable, a: Any) -> Linearization:
+    """The linear approximation of f around a: a callable x -> f(a) + J(a)^T (x - a)."""
+    return Linearization(f, a)
+
+
+def vjp(f: Callable, x: Any) -> tuple[Any, Callable]:
+    """(f(x), u -> J u): back propagation of u = de/dy (shape of y) to de/dx (shape of x)."""
+    nested = _traced(x)
+    xin = _enter(x)
+    y = _call(f, [xin], "vjp")
+
+    def pullback(u: Any) -> Any:
+        u_arr = u if (nested and isinstance(u, Tensor)) else xp.asarray(_data(u), dtype=y.dtype)
+        if tuple(u_arr.shape) != y.shape:
+            raise ValueError(f"vjp: cotangent has shape {tuple(u_arr.shape)}, the output has {y.shape}")
+        (g,) = _grads(y, [xin], nested, seed=u_arr, retain=True)
+        return _finish(g, nested, x)
+
+    return (y if nested else y.data), pullback
+
+
+def jvp(f: Callable, x: Any, v: Any) -> tuple[Any, Any]:
+    """(f(x), J^T v): the change of f(x) along the direction v (shape of y).
+
+    Computed as the transpose of the vjp (a vjp of a vjp), so no forward mode is needed.
+    """
+    xin = _enter(x)
+    y = _call(f, [xin], "jvp")
+    v = xp.asarray(_data(v), dtype=xin.dtype)
+    if v.shape != xin.shape:
+        raise ValueError(f"jvp: tangent has shape {v.shape}, x has {xin.shape}")
+    if not y.requires_grad:
+        return y.data, xp.zeros(y.shape, dtype=y.dtype)
+    u = Tensor(xp.zeros(y.shape, dtype=y.dtype), requires_grad=True)
+    (ju,) = autograd_grad(y, [xin], grad_outputs=u, create_graph=True)  # J u, linear in u
+    if not ju.requires_grad:
+        return y.data, xp.zeros(y.shape, dtype=y.dtype)
+    (jtv,) = autograd_grad(ju, [u], grad_outputs=v, create_graph=False)
+    return y.data, jtv

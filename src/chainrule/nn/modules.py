@@ -1,0 +1,232 @@
+"""Modules: parameters plus a forward made of rule-table operations.
+
+    Linear   y = x H^T + h         H: out x in, h: out   (the lecture's H x + h, for a batch)
+    Conv2d   y = conv2d(x, W) + b  W: O x C x Fr x Fc    (im2col + one matrix product)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from .. import rules
+from ..tensor import Tensor
+from .init import INITS, pytorch_uniform
+
+
+class Parameter(Tensor):
+    """A Tensor that a Module trains: a leaf that requires grad."""
+
+    __slots__ = ()
+
+    def __init__(self, data: Any, name: str | None = None) -> None:
+        super().__init__(data, requires_grad=True, name=name)
+
+
+def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+class Module:
+    """Base class: finds Parameters and sub-Modules among its attributes, in definition order."""
+
+    training = True
+
+    def __call__(self, x: Any) -> Tensor:
+        return self.forward(x)
+
+    def forward(self, x: Any) -> Tensor:
+        raise NotImplementedError
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        for name, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield prefix + name, value
+            elif isinstance(value, Module):
+                yield from value.named_parameters(prefix + name + ".")
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def modules(self) -> Iterator[Module]:
+        yield self
+        for value in vars(self).values():
+            if isinstance(value, Module):
+                yield from value.modules()
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = None
+
+    def train(self, mode: bool = True) -> Module:
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameter arrays by dotted name (e.g. ``layers.0.weight``)."""
+        return {name: p.data for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Copy arrays into the parameters; names and shapes must match exactly."""
+        own = dict(self.named_parameters())
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise KeyError(f"state dict does not fit the model: missing {missing}, unexpected {unexpected}")
+        for name, p in own.items():
+            value = np.asarray(state[name])
+            if value.shape != p.shape:
+                raise ValueError(f"state dict: {name} has shape {value.shape}, the model expects {p.shape}")
+            p.data = value.astype(p.dtype, copy=True)
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        children = [(k, v) for k, v in vars(self).items() if isinstance(v, Module)]
+        if not children:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        inner = "\n".join(f"  ({k}): " + repr(v).replace("\n", "\n  ") for k, v in children)
+        return f"{type(self).__name__}(\n{inner}\n)"
+
+
+class Linear(Module):
+    """y = x H^T + h: x (N, in) -> y (N, out); weight H (out, in), bias h (out,)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
+                 init: str = "pytorch", rng: np.random.Generator | int | None = None,
+                 dtype: Any = np.float32) -> None:
+        if in_features <= 0 or out_features <= 0:
+            raise ValueError(f"Linear needs positive sizes, got in={in_features}, out={out_features}")
+        g = _rng(rng)
+        shape = (out_features, in_features)
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; choose from {sorted(INITS)}")
+        self.weight = Parameter(INITS[init](g, shape, dtype=dtype))
+        self.bias = Parameter(pytorch_uniform(g, (out_features,), fan_in=in_features, dtype=dtype)) if bias else None
+        if bias and init != "pytorch":
+            self.bias.data[...] = 0
+        self.in_features, self.out_features = in_features, out_features
+
+    def forward(self, x: Any) -> Tensor:
+        return rules.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, bias={self.bias is not None}"
+
+
+class Conv2d(Module):
+    """x (N, C, H, W) -> (N, O, Ho, Wo); weight (O, C, Fr, Fc), bias (O,)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int = 1, padding: int = 0, bias: bool = True, *, init: str = "pytorch",
+                 rng: np.random.Generator | int | None = None, dtype: Any = np.float32) -> None:
+        k = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        if in_channels <= 0 or out_channels <= 0 or min(k) <= 0:
+            raise ValueError(f"Conv2d needs positive sizes, got {in_channels}->{out_channels}, kernel {k}")
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; choose from {sorted(INITS)}")
+        g = _rng(rng)
+        shape = (out_channels, in_channels, *k)
+        self.weight = Parameter(INITS[init](g, shape, dtype=dtype))
+        fan_in = in_channels * k[0] * k[1]
+        self.bias = Parameter(pytorch_uniform(g, (out_channels,), fan_in=fan_in, dtype=dtype)) if bias else None
+        if bias and init != "pytorch":
+            self.bias.data[...] = 0
+        self.stride, self.padding, self.kernel_size = stride, padding, k
+
+    def forward(self, x: Any) -> Tensor:
+        return rules.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding)
+
+    def extra_repr(self) -> str:
+        o, c = self.weight.shape[:2]
+        return f"{c}, {o}, kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxPool2d(Module):
+    def __init__(self, kernel_size: int, stride: int | None = None) -> None:
+        self.kernel_size, self.stride = kernel_size, stride
+
+    def forward(self, x: Any) -> Tensor:
+        return rules.max_pool2d(x, self.kernel_size, self.stride)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}"
+
+
+class AvgPool2d(MaxPool2d):
+    def forward(self, x: Any) -> Tensor:
+        return rules.avg_pool2d(x, self.kernel_size, self.stride)
+
+
+class ReLU(Module):
+    def __init__(self, grad_at_zero: float = 0.0) -> None:
+        self.grad_at_zero = grad_at_zero
+
+    def forward(self, x: Any) -> Tensor:
+        if self.grad_at_zero:
+            return rules.relu(x, grad_at_zero=self.grad_at_zero)
+        return rules.relu(x)
+
+
+class Sigmoid(Module):
+    def forward(self, x: Any) -> Tensor:
+        return rules.sigmoid(x)
+
+
+class Tanh(Module):
+    def forward(self, x: Any) -> Tensor:
+        return rules.tanh(x)
+
+
+class Flatten(Module):
+    """(N, d1, d2, ...) -> (N, d1 d2 ...)."""
+
+    def forward(self, x: Any) -> Tensor:
+        return rules.reshape(x, shape=(x.shape[0], -1))
+
+
+class Sequential(Module):
+    """Layers applied one after the other; indexable, iterable, ``len()``."""
+
+    def __init__(self, *layers: Module) -> None:
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential: layer {i} is a {type(layer).__name__}, not a Module")
+        self.layers = list(layers)
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        for i, layer in enumerate(self.layers):
+            yield from layer.named_parameters(f"{prefix}{i}.")
+
+    def modules(self) -> Iterator[Module]:
+        yield self
+        for layer in self.layers:
+            yield from layer.modules()
+
+    def forward(self, x: Any) -> Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def __getitem__(self, i: int) -> Module:
+        return self.layers[i]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self.layers)
+
+    def __repr__(self) -> str:
+        inner = "\n".join(f"  ({i}): " + repr(v).replace("\n", "\n  ") for i, v in enumerate(self.layers))
+        return f"Sequential(\n{inner}\n)"

@@ -1,0 +1,740 @@
+"""The table of derivative rules, in the order of the lecture.
+
+Each primitive is its forward next to its vector-Jacobian products (vjps), one per input:
+given g = de/d(out), the vjp returns de/d(input). The first line of each forward's docstring
+is the derivative in the lecture's denominator layout (for f: R^K -> R^M the Jacobian
+df/dx is K x M, so de/dx = df/dx . de/df).
+
+The vjps are written with operators and with the rules themselves, never with raw array
+calls on their inputs: in the fast first-order path they run on NumPy arrays, and under
+``create_graph`` they run on Tensors and record a graph of their own (derivatives of
+derivatives). Un-broadcasting and the split rule (summing over fan-out) are the engine's
+job, not the rules'.
+
+Composite operations (``conv2d``, the poolings, ``split``) are written in terms of the
+primitives and listed in :data:`COMPOSITES`, so that the derivative table and its checks
+cover them too.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+from .backend import fold as _fold
+from .backend import out_size, xp
+from .backend import unfold as _unfold
+from .tensor import RULES, ShapeError, Tensor, rule
+
+COMPOSITES: dict[str, Callable] = {}
+
+
+def composite(formula: str) -> Callable:
+    """Register an operation built from primitives, with its derivative formula, in the table."""
+
+    def register(fn: Callable) -> Callable:
+        fn.formula = formula  # type: ignore[attr-defined]
+        COMPOSITES[fn.__name__] = fn
+        return fn
+
+    return register
+
+
+def _d(x: Any) -> Any:
+    """The array inside a Tensor (masks and indices are constants: no derivative)."""
+    return x.data if isinstance(x, Tensor) else x
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return xp.shape(x) if not isinstance(x, Tensor) else x.shape
+
+
+def _same_or_broadcast(op: str, a: Any, b: Any) -> None:
+    try:
+        xp.broadcast_shapes(_shape(a), _shape(b))
+    except ValueError:
+        raise ShapeError(
+            f"{op}: shapes {_shape(a)} and {_shape(b)} cannot be broadcast together"
+        ) from None
+
+
+# =============================================================================== 1. elementwise
+
+
+@rule
+def add(a, b):
+    """d(a+b)/da = I,  d(a+b)/db = I"""
+    _same_or_broadcast("add", a, b)
+    return a + b
+
+
+add.defvjp(lambda g, out, a, b: g, lambda g, out, a, b: g)
+
+
+@rule
+def subtract(a, b):
+    """d(a-b)/da = I,  d(a-b)/db = -I"""
+    _same_or_broadcast("subtract", a, b)
+    return a - b
+
+
+subtract.defvjp(lambda g, out, a, b: g, lambda g, out, a, b: negative(g))
+
+
+@rule
+def negative(x):
+    """d(-x)/dx = -I"""
+    return -x
+
+
+negative.defvjp(lambda g, out, x: negative(g))
+
+
+@rule
+def multiply(a, b):
+    """d(a*b)/da = diag(b),  d(a*b)/db = diag(a)   (elementwise product)"""
+    _same_or_broadcast("multiply", a, b)
+    return a * b
+
+
+multiply.defvjp(lambda g, out, a, b: g * b, lambda g, out, a, b: g * a)
+
+
+@rule
+def scale(x, alpha):
+    """d(alpha x)/dx = alpha I   (alpha a fixed number)"""
+    return x * alpha
+
+
+scale.defvjp(lambda g, out, x, alpha: scale(g, alpha=alpha))
+
+
+@rule
+def divide(a, b):
+    """d(a/b)/da = diag(1/b),  d(a/b)/db = diag(-a/b^2)   (quotient rule)"""
+    _same_or_broadcast("divide", a, b)
+    return a / b
+
+
+divide.defvjp(lambda g, out, a, b: g / b, lambda g, out, a, b: negative(g * out / b))
+
+
+@rule
+def power(a, p):
+    """d(a^p)/da = diag(p a^(p-1)),  d(a^p)/dp = diag(a^p log a)"""
+    _same_or_broadcast("power", a, p)
+    return a**p
+
+
+power.defvjp(
+    lambda g, out, a, p: g * (p * a ** (p - 1)),
+    lambda g, out, a, p: g * out * log(a),
+)
+
+
+@rule
+def exp(x):
+    """d exp(x)/dx = diag(exp(x))"""
+    return xp.exp(x)
+
+
+exp.defvjp(lambda g, out, x: g * out)
+
+
+@rule
+def log(x):
+    """d log(x)/dx = diag(1/x)"""
+    return xp.log(x)
+
+
+log.defvjp(lambda g, out, x: g / x)
+
+
+@rule
+def sqrt(x):
+    """d sqrt(x)/dx = diag(1/(2 sqrt(x)))"""
+    return xp.sqrt(x)
+
+
+sqrt.defvjp(lambda g, out, x: g / scale(out, alpha=2))
+
+
+@rule
+def absolute(x):
+    """d|x|/dx = diag(sign(x))   (0 at x = 0, a subgradient)"""
+    return xp.abs(x)
+
+
+absolute.defvjp(lambda g, out, x: g * xp.sign(_d(x)))
+
+
+@rule
+def sin(x):
+    """d sin(x)/dx = diag(cos(x))"""
+    return xp.sin(x)
+
+
+sin.defvjp(lambda g, out, x: g * cos(x))
+
+
+@rule
+def cos(x):
+    """d cos(x)/dx = diag(-sin(x))"""
+    return xp.cos(x)
+
+
+cos.defvjp(lambda g, out, x: negative(g * sin(x)))
+
+
+# =============================================================================== 2. activations
+
+
+@rule
+def sigmoid(x):
+    """d sigma(x)/dx = diag(f (1 - f)),  f = sigma(x) = 1/(1 + exp(-x))"""
+    # split by sign so that exp never overflows
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+sigmoid.defvjp(lambda g, out, x: g * out * (1 - out))
+
+
+@rule
+def tanh(x):
+    """d tanh(x)/dx = diag(1 - f^2),  f = tanh(x)"""
+    return xp.tanh(x)
+
+
+tanh.defvjp(lambda g, out, x: g * (1 - out * out))
+
+
+@rule
+def relu(x, grad_at_zero=0.0):
+    """d ReLU(x)/dx = diag(1[x > 0])   (at x = 0 any value in [0, 1]: grad_at_zero)"""
+    if not 0.0 <= grad_at_zero <= 1.0:
+        raise ValueError(f"relu: grad_at_zero must lie in [0, 1] (a subgradient), got {grad_at_zero}")
+    return xp.maximum(x, 0)
+
+
+def _relu_vjp(g, out, x, grad_at_zero=0.0):
+    x = _d(x)
+    if grad_at_zero:
+        return g * xp.where(x > 0, 1.0, xp.where(x == 0, grad_at_zero, 0.0)).astype(x.dtype)
+    return g * (x > 0)
+
+
+relu.defvjp(_relu_vjp)
+
+
+# =============================================================================== 3. matrix products
+
+
+def _mT(x):
+    return x.T if len(_shape(x)) == 2 else transpose(x, axes=_swap_last(len(_shape(x))))
+
+
+def _swap_last(n: int) -> tuple[int, ...]:
+    return tuple(range(n - 2)) + (n - 1, n - 2)
+
+
+def _outer(u, v):
+    return reshape(u, shape=(-1, 1)) * reshape(v, shape=(1, -1))
+
+
+@rule
+def matmul(a, b):
+    """d(Ab)/db = A^T,  d(a^T B)/da = B,  d(AB)/dA: G B^T,  d(AB)/dB: A^T G"""
+    sa, sb = _shape(a), _shape(b)
+    if len(sa) == 0 or len(sb) == 0:
+        raise ShapeError(f"matmul: operands must have at least one axis, got shapes {sa} and {sb}")
+    ka = sa[-1]
+    kb = sb[0] if len(sb) == 1 else sb[-2]
+    if ka != kb:
+        raise ShapeError(
+            f"matmul: shapes {sa} and {sb} do not fit: {ka} columns against {kb} rows"
+        )
+    return a @ b
+
+
+def _matmul_vjp_a(g, out, a, b):
+    sa, sb = _shape(a), _shape(b)
+    if len(sa) == 2 and len(sb) == 2:
+        return g @ b.T
+    if len(sa) == 1 and len(sb) == 1:
+        return g * b
+    # promote vectors to matrices (a: 1 x k, b: k x 1), then G B^T, then drop the added axes
+    if len(sb) == 1:
+        g, bt = reshape(g, shape=(*_shape(g), 1)), reshape(b, shape=(1, -1))
+    else:
+        bt = _mT(b)
+    if len(sa) == 1:
+        g = reshape(g, shape=(*_shape(g)[:-1], 1, _shape(g)[-1]))
+    ga = g @ bt
+    if len(sa) == 1:
+        ga = reshape(ga, shape=(*_shape(ga)[:-2], _shape(ga)[-1]))
+    return ga  # batch axes are summed away by the engine
+
+
+def _matmul_vjp_b(g, out, a, b):
+    sa, sb = _shape(a), _shape(b)
+    if len(sa) == 2 and len(sb) == 2:
+        return a.T @ g
+    if len(sa) == 1 and len(sb) == 1:
+        return g * a
+    if len(sa) == 1:
+        at, g = reshape(a, shape=(-1, 1)), reshape(g, shape=(*_shape(g)[:-1], 1, _shape(g)[-1]))
+    else:
+        at = _mT(a)
+    if len(sb) == 1:
+        g = reshape(g, shape=(*_shape(g), 1))
+    gb = at @ g
+    if len(sb) == 1:
+        gb = reshape(gb, shape=_shape(gb)[:-1])
+    return gb
+
+
+matmul.defvjp(_matmul_vjp_a, _matmul_vjp_b)
+
+
+@rule
+def transpose(x, axes=None):
+    """d x^T/dx: the gradient is transposed back"""
+    return xp.transpose(x, axes)
+
+
+def _transpose_vjp(g, out, x, axes=None):
+    if axes is None:
+        return transpose(g)
+    return transpose(g, axes=tuple(int(i) for i in xp.argsort(axes)))
+
+
+transpose.defvjp(_transpose_vjp)
+
+
+@rule
+def linear(x, w, b=None):
+    """y = x H^T + h:  de/dx = G H,  de/dH = G^T x,  de/dh = sum over the batch of G"""
+    if _shape(x)[-1] != _shape(w)[-1]:
+        raise ShapeError(
+            f"linear: input has {_shape(x)[-1]} features (shape {_shape(x)}) but the weight "
+            f"expects {_shape(w)[-1]} (weight shape {_shape(w)}, out x in)"
+        )
+    y = x @ w.T
+    if b is not None:
+        y += b
+    return y
+
+
+def _linear_vjp_w(g, out, x, w, b=None):
+    if len(_shape(x)) == 2:
+        return g.T @ x
+    if len(_shape(x)) == 1:
+        return _outer(g, x)
+    g2 = reshape(g, shape=(-1, _shape(g)[-1]))
+    return g2.T @ reshape(x, shape=(-1, _shape(x)[-1]))
+
+
+linear.defvjp(
+    lambda g, out, x, w, b=None: g @ w,
+    _linear_vjp_w,
+    lambda g, out, x, w, b=None: g,  # the engine sums over the batch (un-broadcasting)
+)
+
+
+# =============================================================================== 4. reductions, shapes
+
+
+def _keep_shape(shape: tuple[int, ...], axis: Any) -> tuple[int, ...]:
+    if axis is None:
+        return (1,) * len(shape)
+    axes = (axis,) if isinstance(axis, numbers.Integral) else axis
+    axes = {a % len(shape) for a in axes}
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+@rule
+def sum(x, axis=None, keepdims=False):
+    """d sum(x)/dx = 1 (a vector of ones): the gradient is copied to every summand"""
+    return xp.sum(x, axis=axis, keepdims=keepdims)
+
+
+def _sum_vjp(g, out, x, axis=None, keepdims=False):
+    return broadcast_to(reshape(g, shape=_keep_shape(_shape(x), axis)), shape=_shape(x))
+
+
+sum.defvjp(_sum_vjp)
+
+
+@rule
+def mean(x, axis=None, keepdims=False):
+    """d mean(x)/dx = 1/n: the gradient is shared equally by the n summands"""
+    return xp.mean(x, axis=axis, keepdims=keepdims)
+
+
+def _mean_vjp(g, out, x, axis=None, keepdims=False):
+    n = math.prod(_shape(x)) // builtins.max(1, math.prod(_shape(out)))
+    return scale(_sum_vjp(g, out, x, axis, keepdims), alpha=1.0 / n)
+
+
+mean.defvjp(_mean_vjp)
+
+
+@rule(saves=True)
+def max(x, axis=None, keepdims=False):
+    """d max(x)/dx = e_k, k = argmax (saved; on ties the first maximum takes the gradient)"""
+    if axis is None:
+        k = xp.argmax(x)
+        mask = xp.zeros(x.size, dtype=bool)
+        mask[k] = True
+        out = x.reshape(-1)[k]
+        return (out.reshape((1,) * x.ndim) if keepdims else out), mask.reshape(x.shape)
+    if not isinstance(axis, numbers.Integral):
+        raise ValueError(f"max: axis must be an int or None, got {axis!r}")
+    k = xp.expand_dims(xp.argmax(x, axis=axis), axis)
+    out = xp.take_along_axis(x, k, axis=axis)
+    mask = xp.zeros(x.shape, dtype=bool)
+    xp.put_along_axis(mask, k, True, axis=axis)
+    return (out if keepdims else xp.squeeze(out, axis=axis)), mask
+
+
+max.defvjp(lambda g, out, x, axis=None, keepdims=False, saved=None: reshape(g, shape=_keep_shape(_shape(x), axis)) * saved)
+
+
+@rule
+def broadcast_to(x, shape):
+    """d broadcast(x)/dx: the copies' gradients are summed back (the split rule)"""
+    return xp.broadcast_to(x, shape)
+
+
+broadcast_to.defvjp(lambda g, out, x, shape: g)  # the engine sums down to x's shape
+
+
+@rule
+def reshape(x, shape):
+    """d reshape(x)/dx: the gradient is reshaped back"""
+    try:
+        return xp.reshape(x, shape)
+    except ValueError:
+        raise ShapeError(f"reshape: cannot reshape shape {xp.shape(x)} into {tuple(shape)}") from None
+
+
+reshape.defvjp(lambda g, out, x, shape: reshape(g, shape=_shape(x)))
+
+
+@rule
+def cast(x, dtype):
+    """d cast(x)/dx = I (the gradient is cast back)"""
+    return x.astype(dtype)
+
+
+cast.defvjp(lambda g, out, x, dtype: cast(g, dtype=_d(x).dtype))
+
+
+def _is_basic(index: Any) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(i, (numbers.Integral, slice)) or i is None or i is Ellipsis for i in items)
+
+
+@rule
+def getitem(x, index):
+    """d x[index]/dx: the gradient goes back to the picked entries (summed where repeated)"""
+    try:
+        return x[index]
+    except IndexError as e:
+        raise IndexError(f"getitem: index {index!r} does not fit shape {xp.shape(x)}: {e}") from None
+
+
+getitem.defvjp(lambda g, out, x, index: scatter(g, shape=_shape(x), index=index))
+
+
+@rule
+def scatter(g, shape, index):
+    """d scatter(g)/dg = d (zeros with g added at index)/dg: the picked entries (adjoint of getitem)"""
+    z = xp.zeros(shape, dtype=g.dtype)
+    if _is_basic(index):
+        z[index] = g
+    else:
+        xp.add.at(z, index, g)
+    return z
+
+
+scatter.defvjp(lambda g, out, gin, shape, index: getitem(g, index=index))
+
+
+@rule
+def concat(*xs, axis=0):
+    """d concat(x1, x2, ...)/dxi: the gradient is split back into the pieces"""
+    shapes = [xp.shape(x) for x in xs]
+    try:
+        return xp.concatenate(xs, axis=axis)
+    except ValueError:
+        raise ShapeError(f"concat: shapes {shapes} do not fit along axis {axis}") from None
+
+
+def _concat_vjp(g, out, *xs, axis=0):
+    ax = axis % len(_shape(g))
+    grads, start = [], 0
+    for x in xs:
+        n = _shape(x)[ax]
+        grads.append(getitem(g, index=(slice(None),) * ax + (slice(start, start + n),)))
+        start += n
+    return tuple(grads)
+
+
+concat.defvjp_all(_concat_vjp)
+
+
+@rule
+def stack(*xs, axis=0):
+    """d stack(x1, x2, ...)/dxi: slice i of the gradient"""
+    shapes = [xp.shape(x) for x in xs]
+    try:
+        return xp.stack(xs, axis=axis)
+    except ValueError:
+        raise ShapeError(f"stack: all inputs must have the same shape, got {shapes}") from None
+
+
+def _stack_vjp(g, out, *xs, axis=0):
+    ax = axis % len(_shape(g))
+    return tuple(getitem(g, index=(slice(None),) * ax + (i,)) for i in range(len(xs)))
+
+
+stack.defvjp_all(_stack_vjp)
+
+
+@composite("d split(x)/dx: the pieces' gradients are concatenated back")
+def split(x, sections, axis=0):
+    """Split ``x`` along ``axis`` into pieces of the given sizes (or n equal pieces)."""
+    n = _shape(x)[axis]
+    if isinstance(sections, numbers.Integral):
+        if n % sections:
+            raise ShapeError(f"split: axis {axis} of length {n} does not split into {sections} equal parts")
+        sizes = [n // sections] * sections
+    else:
+        sizes = list(sections)
+        if builtins.sum(sizes) != n:
+            raise ShapeError(f"split: sizes {sizes} do not add up to length {n} of axis {axis}")
+    ax = axis % len(_shape(x))
+    out, start = [], 0
+    for s in sizes:
+        out.append(getitem(x, index=(slice(None),) * ax + (slice(start, start + s),)))
+        start += s
+    return out
+
+
+# =============================================================================== 5. convolution and pooling
+
+
+def _pair(v: Any, name: str) -> tuple[int, int]:
+    t = (v, v) if isinstance(v, numbers.Integral) else tuple(v)
+    if len(t) != 2 or not all(isinstance(i, numbers.Integral) and i > 0 for i in t):
+        raise ValueError(f"{name} must be a positive int or a pair of them, got {v!r}")
+    return int(t[0]), int(t[1])
+
+
+@rule
+def unfold(x, window, stride=1, padding=0):
+    """im2col: each input element is copied into every window that covers it (~Fr*Fc times)"""
+    return _unfold(x, window, stride, padding)
+
+
+unfold.defvjp(lambda g, out, x, window, stride=1, padding=0: fold(g, x_shape=_shape(x), stride=stride, padding=padding))
+
+
+@rule
+def fold(cols, x_shape, stride=1, padding=0):
+    """col2im (adjoint of im2col): the copies' gradients are added back (the split rule)"""
+    return _fold(cols, x_shape, stride, padding)
+
+
+fold.defvjp(
+    lambda g, out, cols, x_shape, stride=1, padding=0: unfold(
+        g, window=_shape(cols)[-2:], stride=stride, padding=padding
+    )
+)
+
+
+def _stride(v: Any) -> int:
+    s = _pair(v, "stride")
+    if s[0] != s[1]:
+        raise ValueError(f"stride: only equal strides along both axes are supported, got {v!r}")
+    return s[0]
+
+
+def _check_image(op: str, x: Any) -> tuple[int, int, int, int]:
+    s = _shape(x)
+    if len(s) != 4:
+        raise ShapeError(f"{op}: input must be N x C x H x W (4 axes), got shape {s}")
+    return s  # type: ignore[return-value]
+
+
+@composite("y = im2col(x) W^T + b:  de/dW = G^T im2col(x),  de/dx = col2im(G W)")
+def conv2d(x, w, b=None, stride=1, padding=0):
+    """2-D convolution (cross-correlation) as one matrix product over the im2col matrix.
+
+    x: N x C x H x W, w: O x C x Fr x Fc, b: O -> N x O x Ho x Wo with
+    Ho = (H + 2 padding - Fr) // stride + 1 (likewise Wo).
+    """
+    n, c, h, wd = _check_image("conv2d", x)
+    sw = _shape(w)
+    if len(sw) != 4 or sw[1] != c:
+        raise ShapeError(
+            f"conv2d: weight must be O x C x Fr x Fc with C = {c} input channels, got shape {sw} "
+            f"for input shape {_shape(x)}"
+        )
+    if b is not None and _shape(b) != (sw[0],):
+        raise ShapeError(f"conv2d: bias must have shape ({sw[0]},), got {_shape(b)}")
+    stride, padding = _stride(stride), int(padding)
+    if padding < 0:
+        raise ValueError(f"conv2d: padding must be >= 0, got {padding}")
+    o, _, fr, fc = sw
+    ho, wo = out_size(h, fr, stride, padding), out_size(wd, fc, stride, padding)
+    if ho <= 0 or wo <= 0:
+        raise ShapeError(f"conv2d: a {fr}x{fc} kernel does not fit in a {h}x{wd} image (padding {padding})")
+    cols = reshape(unfold(x, window=(fr, fc), stride=stride, padding=padding), shape=(n * ho * wo, c * fr * fc))
+    y = linear(cols, reshape(w, shape=(o, c * fr * fc)), b)
+    return transpose(reshape(y, shape=(n, ho, wo, o)), axes=(0, 3, 1, 2))
+
+
+def _pool_windows(op: str, x: Any, kernel_size: Any, stride: Any):
+    n, c, h, w = _check_image(op, x)
+    k = _pair(kernel_size, "kernel_size")
+    s = _stride(stride if stride is not None else k)
+    if k[0] > h or k[1] > w:
+        raise ShapeError(f"{op}: a {k[0]}x{k[1]} window does not fit in a {h}x{w} image")
+    ho, wo = out_size(h, k[0], s, 0), out_size(w, k[1], s, 0)
+    win = unfold(x, window=k, stride=s, padding=0)  # N x Ho x Wo x C x kr x kc
+    return reshape(win, shape=(n, ho, wo, c, k[0] * k[1]))
+
+
+@composite("d maxpool/dx: each window's gradient goes to its saved argmax (first maximum on ties)")
+def max_pool2d(x, kernel_size, stride=None):
+    """Max pooling: x N x C x H x W -> N x C x Ho x Wo (stride defaults to the kernel size)."""
+    win = _pool_windows("max_pool2d", x, kernel_size, stride)
+    return transpose(max(win, axis=-1), axes=(0, 3, 1, 2))
+
+
+@composite("d avgpool/dx: each window's gradient is divided equally among its Fr*Fc inputs")
+def avg_pool2d(x, kernel_size, stride=None):
+    """Average pooling: x N x C x H x W -> N x C x Ho x Wo (stride defaults to the kernel size)."""
+    win = _pool_windows("avg_pool2d", x, kernel_size, stride)
+    return transpose(mean(win, axis=-1), axes=(0, 3, 1, 2))
+
+
+# =============================================================================== 6. softmax and errors
+
+
+@rule
+def softmax(x, axis=-1):
+    """d softmax(x)/dx = diag(p) - p p^T,  p = softmax(x)"""
+    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+softmax.defvjp(lambda g, out, x, axis=-1: out * (g - sum(g * out, axis=axis, keepdims=True)))
+
+
+@rule
+def log_softmax(x, axis=-1):
+    """d log softmax(x)/dx = I - 1 p^T,  p = softmax(x)"""
+    m = xp.max(x, axis=axis, keepdims=True)
+    z = x - m
+    return z - xp.log(xp.exp(z).sum(axis=axis, keepdims=True))
+
+
+log_softmax.defvjp(lambda g, out, x, axis=-1: g - exp(out) * sum(g, axis=axis, keepdims=True))
+
+
+def _check_labels(op: str, scores: Any, labels: Any) -> Any:
+    labels = xp.asarray(_d(labels))
+    s = _shape(scores)
+    if not xp.issubdtype(labels.dtype, xp.integer):
+        raise TypeError(f"{op}: labels must be integer class indices, got dtype {labels.dtype}")
+    if len(s) == 1:
+        want: tuple[int, ...] = ()
+    elif len(s) == 2:
+        want = (s[0],)
+    else:
+        raise ShapeError(f"{op}: scores must be M (one sample) or N x M (a batch), got shape {s}")
+    if labels.shape != want:
+        raise ShapeError(f"{op}: scores of shape {s} need labels of shape {want}, got {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= s[-1]):
+        raise ValueError(f"{op}: labels must lie in [0, {s[-1]}), got values from {labels.min()} to {labels.max()}")
+    return labels
+
+
+def _label_index(labels: Any) -> Any:
+    return (xp.arange(labels.shape[0]), labels) if labels.ndim == 1 else (labels,)
+
+
+@rule
+def cross_entropy(p, labels):
+    """e = -log p(k*):  de/dp = -1/p(k*) at the true class k*, 0 elsewhere (mean over a batch)"""
+    labels = _check_labels("cross_entropy", p, labels)
+    picked = p[_label_index(labels)]
+    return -xp.mean(xp.log(picked)) if p.ndim == 2 else -xp.log(picked)
+
+
+def _cross_entropy_vjp(g, out, p, labels):
+    labels = xp.asarray(_d(labels))
+    idx = _label_index(labels)
+    n = labels.shape[0] if labels.ndim == 1 else 1
+    return scatter(negative(g / scale(getitem(p, index=idx), alpha=n)), shape=_shape(p), index=idx)
+
+
+cross_entropy.defvjp(_cross_entropy_vjp)
+
+
+@rule
+def mse(x, target, half=False):
+    """e = (1/K) |x - x*|^2:  de/dx = (2/K)(x - x*)   (half=True: e/2, de/dx = (1/K)(x - x*))"""
+    if xp.shape(x) != xp.shape(target):
+        raise ShapeError(f"mse: prediction shape {xp.shape(x)} differs from target shape {xp.shape(target)}")
+    d = x - target
+    e = xp.mean(d * d)
+    return e / 2 if half else e
+
+
+def _mse_vjp_x(g, out, x, target, half=False):
+    k = math.prod(_shape(x))
+    return scale(g * (x - target), alpha=(1.0 if half else 2.0) / k)
+
+
+mse.defvjp(_mse_vjp_x, lambda g, out, x, target, half=False: negative(_mse_vjp_x(g, out, x, target, half)))
+
+
+@rule(saves=True)
+def softmax_cross_entropy(logits, labels):
+    """e = -log softmax(x)(k*):  de/dx = p - onehot(k*)   (mean over a batch, log-sum-exp stable)"""
+    labels = _check_labels("softmax_cross_entropy", logits, labels)
+    m = xp.max(logits, axis=-1, keepdims=True)
+    z = logits - m
+    ez = xp.exp(z)
+    s = ez.sum(axis=-1, keepdims=True)
+    logp_true = z[_label_index(labels)] - xp.log(s[..., 0])
+    loss = -xp.mean(logp_true) if logits.ndim == 2 else -logp_true
+    ez /= s  # p, saved for the backward pass
+    return loss, ez
+
+
+def _sce_vjp(g, out, logits, labels, saved=None):
+    labels = xp.asarray(_d(labels))
+    idx = _label_index(labels)
+    n = labels.shape[0] if labels.ndim == 1 else 1
+    if isinstance(logits, Tensor):  # create_graph: p must be a function of the logits
+        onehot = scatter(xp.ones(labels.shape, dtype=logits.dtype), shape=_shape(logits), index=idx)
+        return (softmax(logits, axis=-1) - onehot) * scale(g, alpha=1.0 / n)
+    d = saved.copy()
+    d[idx] -= 1
+    d *= g / n
+    return d
+
+
+softmax_cross_entropy.defvjp(_sce_vjp)
+
+
+__all__ = sorted(RULES) + sorted(COMPOSITES)

@@ -1,0 +1,48 @@
+"""Shared fixtures.
+
+The real MNIST files: tests marked ``mnist`` read them from ``$CHAINRULE_MNIST_DIR`` or from
+``../shared/data/mnist`` beside the checkout. They skip cleanly when neither exists (a user's
+clone); ``.ci/run`` sets ``CHAINRULE_REQUIRE_MNIST=1`` so that there a missing folder fails.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST_TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+def _mnist_dir() -> Path | None:
+    candidates = []
+    if os.environ.get("CHAINRULE_MNIST_DIR"):
+        candidates.append(Path(os.environ["CHAINRULE_MNIST_DIR"]))
+    candidates.append(REPO.parent / "shared" / "data" / "mnist")
+    for c in candidates:
+        if all((c / f).is_file() for f in MNIST_TEST_FILES):
+            return c
+    return None
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """Folder holding the real MNIST test-set files; skips (or fails under CI) when absent."""
+    found = _mnist_dir()
+    if found is None:
+        msg = (
+            "real MNIST files not found: set CHAINRULE_MNIST_DIR to a folder holding "
+            + ", ".join(MNIST_TEST_FILES)
+        )
+        if os.environ.get("CHAINRULE_REQUIRE_MNIST") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return found
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
