@@ -20,7 +20,20 @@ from .modules import (
 )
 
 __all__ = [
-    "Module", "Parameter", "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "ReLU", "Sigmoid",
-    "Tanh", "Flatten", "Sequential", "he_normal", "he_uniform", "xavier_normal",
-    "xavier_uniform", "pytorch_uniform",
+    "Module",
+    "Parameter",
+    "Linear",
+    "Conv2d",
+    "MaxPool2d",
+    "AvgPool2d",
+    "ReLU",
+    "Sigmoid",
+    "Tanh",
+    "Flatten",
+    "Sequential",
+    "he_normal",
+    "he_uniform",
+    "xavier_normal",
+    "xavier_uniform",
+    "pytorch_uniform",
 ]

@@ -13,6 +13,7 @@ fan_in / fan_out of a weight: Linear out x in -> (in, out); Conv2d O x C x Fr x 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -25,7 +26,9 @@ def fans(shape: tuple[int, ...]) -> tuple[int, int]:
     return shape[1] * receptive, shape[0] * receptive
 
 
-def pytorch_uniform(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int | None = None, dtype=np.float32) -> np.ndarray:
+def pytorch_uniform(
+    rng: np.random.Generator, shape: tuple[int, ...], fan_in: int | None = None, dtype=np.float32
+) -> np.ndarray:
     bound = 1.0 / math.sqrt(fan_in if fan_in is not None else fans(shape)[0])
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
 
@@ -44,13 +47,15 @@ def xavier_normal(rng: np.random.Generator, shape: tuple[int, ...], dtype=np.flo
     return (rng.standard_normal(shape) * math.sqrt(2.0 / (fi + fo))).astype(dtype)
 
 
-def xavier_uniform(rng: np.random.Generator, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+def xavier_uniform(
+    rng: np.random.Generator, shape: tuple[int, ...], dtype=np.float32
+) -> np.ndarray:
     fi, fo = fans(shape)
     bound = math.sqrt(6.0 / (fi + fo))
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
 
 
-INITS = {
+INITS: dict[str, Callable[..., np.ndarray]] = {
     "pytorch": pytorch_uniform,
     "he_normal": he_normal,
     "he_uniform": he_uniform,

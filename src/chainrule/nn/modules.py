@@ -1,7 +1,7 @@
 """Modules: parameters plus a forward made of rule-table operations.
 
-    Linear   y = x H^T + h         H: out x in, h: out   (the lecture's H x + h, for a batch)
-    Conv2d   y = conv2d(x, W) + b  W: O x C x Fr x Fc    (im2col + one matrix product)
+Linear   y = x H^T + h         H: out x in, h: out   (the lecture's H x + h, for a batch)
+Conv2d   y = conv2d(x, W) + b  W: O x C x Fr x Fc    (im2col + one matrix product)
 """
 
 from __future__ import annotations
@@ -78,11 +78,15 @@ class Module:
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
         if missing or unexpected:
-            raise KeyError(f"state dict does not fit the model: missing {missing}, unexpected {unexpected}")
+            raise KeyError(
+                f"state dict does not fit the model: missing {missing}, unexpected {unexpected}"
+            )
         for name, p in own.items():
             value = np.asarray(state[name])
             if value.shape != p.shape:
-                raise ValueError(f"state dict: {name} has shape {value.shape}, the model expects {p.shape}")
+                raise ValueError(
+                    f"state dict: {name} has shape {value.shape}, the model expects {p.shape}"
+                )
             p.data = value.astype(p.dtype, copy=True)
 
     def num_parameters(self) -> int:
@@ -102,18 +106,31 @@ class Module:
 class Linear(Module):
     """y = x H^T + h: x (N, in) -> y (N, out); weight H (out, in), bias h (out,)."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
-                 init: str = "pytorch", rng: np.random.Generator | int | None = None,
-                 dtype: Any = np.float32) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        init: str = "pytorch",
+        rng: np.random.Generator | int | None = None,
+        dtype: Any = np.float32,
+    ) -> None:
         if in_features <= 0 or out_features <= 0:
-            raise ValueError(f"Linear needs positive sizes, got in={in_features}, out={out_features}")
+            raise ValueError(
+                f"Linear needs positive sizes, got in={in_features}, out={out_features}"
+            )
         g = _rng(rng)
         shape = (out_features, in_features)
         if init not in INITS:
             raise ValueError(f"unknown init {init!r}; choose from {sorted(INITS)}")
         self.weight = Parameter(INITS[init](g, shape, dtype=dtype))
-        self.bias = Parameter(pytorch_uniform(g, (out_features,), fan_in=in_features, dtype=dtype)) if bias else None
-        if bias and init != "pytorch":
+        self.bias = (
+            Parameter(pytorch_uniform(g, (out_features,), fan_in=in_features, dtype=dtype))
+            if bias
+            else None
+        )
+        if self.bias is not None and init != "pytorch":
             self.bias.data[...] = 0
         self.in_features, self.out_features = in_features, out_features
 
@@ -127,20 +144,36 @@ class Linear(Module):
 class Conv2d(Module):
     """x (N, C, H, W) -> (N, O, Ho, Wo); weight (O, C, Fr, Fc), bias (O,)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
-                 stride: int = 1, padding: int = 0, bias: bool = True, *, init: str = "pytorch",
-                 rng: np.random.Generator | int | None = None, dtype: Any = np.float32) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+        *,
+        init: str = "pytorch",
+        rng: np.random.Generator | int | None = None,
+        dtype: Any = np.float32,
+    ) -> None:
         k = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
         if in_channels <= 0 or out_channels <= 0 or min(k) <= 0:
-            raise ValueError(f"Conv2d needs positive sizes, got {in_channels}->{out_channels}, kernel {k}")
+            raise ValueError(
+                f"Conv2d needs positive sizes, got {in_channels}->{out_channels}, kernel {k}"
+            )
         if init not in INITS:
             raise ValueError(f"unknown init {init!r}; choose from {sorted(INITS)}")
         g = _rng(rng)
         shape = (out_channels, in_channels, *k)
         self.weight = Parameter(INITS[init](g, shape, dtype=dtype))
         fan_in = in_channels * k[0] * k[1]
-        self.bias = Parameter(pytorch_uniform(g, (out_channels,), fan_in=fan_in, dtype=dtype)) if bias else None
-        if bias and init != "pytorch":
+        self.bias = (
+            Parameter(pytorch_uniform(g, (out_channels,), fan_in=fan_in, dtype=dtype))
+            if bias
+            else None
+        )
+        if self.bias is not None and init != "pytorch":
             self.bias.data[...] = 0
         self.stride, self.padding, self.kernel_size = stride, padding, k
 
@@ -149,7 +182,8 @@ class Conv2d(Module):
 
     def extra_repr(self) -> str:
         o, c = self.weight.shape[:2]
-        return f"{c}, {o}, kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        k, s, p = self.kernel_size, self.stride, self.padding
+        return f"{c}, {o}, kernel_size={k}, stride={s}, padding={p}"
 
 
 class MaxPool2d(Module):
@@ -228,5 +262,7 @@ class Sequential(Module):
         return iter(self.layers)
 
     def __repr__(self) -> str:
-        inner = "\n".join(f"  ({i}): " + repr(v).replace("\n", "\n  ") for i, v in enumerate(self.layers))
+        inner = "\n".join(
+            f"  ({i}): " + repr(v).replace("\n", "\n  ") for i, v in enumerate(self.layers)
+        )
         return f"Sequential(\n{inner}\n)"

@@ -1,0 +1,96 @@
+"""``chainrule evaluate``: accuracy, per-class accuracy and surrogate error of a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a trained checkpoint on its dataset's test (or train) split",
+        description="Load a checkpoint written by 'chainrule train' and report, on a dataset "
+        "split: the accuracy (1 - actual error, top-1), the surrogate error (mean softmax "
+        "cross-entropy), the accuracy of every class and the confusion matrix.",
+    )
+    p.add_argument("checkpoint", help="checkpoint.safetensors (or the run folder holding it)")
+    p.add_argument(
+        "--dataset",
+        choices=("digits", "mnist"),
+        default=None,
+        help="default: the dataset the checkpoint was trained on",
+    )
+    p.add_argument("--split", choices=("test", "train"), default="test", help="default: test")
+    p.add_argument(
+        "--data-dir", metavar="DIR", default=None, help="folder with the MNIST IDX files"
+    )
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading MNIST")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="images per forward pass (default 1000)",
+    )
+    p.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from chainrule.train import evaluate, load_model
+    from chainrule.train.run import load_split
+
+    model, ckpt = load_model(args.checkpoint)
+    dataset = args.dataset or ckpt.hyperparameters.get("dataset")
+    if dataset is None:
+        raise ValueError(f"{ckpt.path} does not name its dataset: pass --dataset")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    data = load_split(dataset, args.split, args.data_dir, download=not args.no_download)
+    want = tuple(ckpt.architecture["input_shape"])
+    if data.image_shape != want:
+        raise ValueError(
+            f"the network takes images of shape {want}, {dataset} has {data.image_shape}"
+        )
+    ev = evaluate(model, data, args.batch_size)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "checkpoint": str(ckpt.path),
+                    "dataset": dataset,
+                    "split": args.split,
+                    "samples": len(data),
+                    **ev.summary(),
+                },
+                indent=2,
+            )
+        )
+        return 0
+    arch = ckpt.architecture
+    print(
+        f"{ckpt.path}: {arch['name']} ({model.num_parameters():,} parameters), "
+        f"{ckpt.epoch} epoch(s) of training on {ckpt.hyperparameters.get('dataset')}"
+    )
+    wrong = int((ev.predictions != ev.labels).sum())
+    print(f"{dataset} {args.split} set, {len(data):,} images")
+    print(
+        f"  accuracy         {100 * ev.accuracy:6.2f}%   (actual error {100 * ev.error:.2f}%: "
+        f"{wrong} wrong)"
+    )
+    print(f"  surrogate error  {ev.loss:8.4f}   (mean cross-entropy)")
+    print("\nper-class accuracy")
+    print("  class  images  accuracy")
+    totals = ev.confusion.sum(axis=1)
+    for k, (n, acc) in enumerate(zip(totals, ev.per_class_accuracy, strict=True)):
+        print(f"  {k:>5}  {n:>6}  " + ("       -" if n == 0 else f"{100 * acc:7.2f}%"))
+    print("\nconfusion matrix (rows: true class, columns: predicted class)")
+    k = ev.confusion.shape[0]
+    w = max(4, len(str(int(ev.confusion.max()))) + 1)
+    print("      " + "".join(f"{j:>{w}}" for j in range(k)))
+    for i in range(k):
+        print(f"  {i:>3} " + "".join(f"{int(c):>{w}}" for c in ev.confusion[i]))
+    return 0

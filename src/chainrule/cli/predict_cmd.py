@@ -1,0 +1,73 @@
+"""``chainrule predict``: classify PNG images or IDX images with a trained checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="classify digit images (PNG or MNIST IDX) with a trained checkpoint",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Print the predicted digit and the top-3 class probabilities of each image.\n\n"
+        "Images follow MNIST's convention: a WHITE digit on a BLACK background. A dark digit\n"
+        "on white paper needs --invert. A PNG (or any format Pillow reads) is converted to\n"
+        "grayscale and resized to the network's input (28x28 for MNIST, 8x8 for digits). An\n"
+        "IDX file (e.g. t10k-images-idx3-ubyte.gz) holds many images: pick them with --index.",
+        epilog="examples:\n"
+        "  chainrule predict runs/mlp-mnist/checkpoint.safetensors seven.png\n"
+        "  chainrule predict runs/mlp-mnist t10k-images-idx3-ubyte.gz --index 0 1 2\n"
+        "  chainrule predict runs/mlp-digits scan.png --invert",
+    )
+    p.add_argument("checkpoint", help="checkpoint.safetensors (or the run folder holding it)")
+    p.add_argument(
+        "images", nargs="+", metavar="IMAGE", help="PNG/JPEG image(s) or an IDX image file"
+    )
+    p.add_argument(
+        "--index",
+        type=int,
+        nargs="+",
+        default=[0],
+        metavar="I",
+        help="which images of an IDX file (default: 0)",
+    )
+    p.add_argument(
+        "--invert",
+        action="store_true",
+        help="invert the gray levels (for a dark digit on a light background)",
+    )
+    p.add_argument("--top", type=int, default=3, metavar="K", help="show the K likeliest classes")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from chainrule.train import load_model
+    from chainrule.train.predict import classify, is_idx, load_idx_images, load_png, looks_inverted
+
+    model, ckpt = load_model(args.checkpoint)
+    c, h, w = ckpt.architecture["input_shape"]
+    if c != 1:
+        raise ValueError(f"the network takes {c}-channel images; predict handles grayscale only")
+    for name in args.images:
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"image {path} does not exist")
+        if is_idx(path):
+            images = load_idx_images(path, (h, w), args.index, invert=args.invert)
+            labels = [f"{path.name}[{i}]" for i in args.index]
+        else:
+            images = load_png(path, (h, w), invert=args.invert)
+            labels = [path.name]
+        for label, image, pred in zip(labels, images, classify(model, images), strict=True):
+            top = ", ".join(f"{k}: {p:.3f}" for k, p in pred.top(args.top))
+            print(f"{label}: {pred.label}   (p = {pred.confidence:.3f}; top {args.top}: {top})")
+            if not args.invert and looks_inverted(image):
+                print(
+                    f"  note: {label} is mostly bright; the network expects a white digit on "
+                    "black. If yours is dark on light, add --invert"
+                )
+    return 0

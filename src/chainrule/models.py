@@ -1,0 +1,135 @@
+"""The lecture's networks for digit recognition.
+
+``mlp``: the lecture's example network, one hidden layer of width 800 (default)
+
+    x5 = H3 ReLU(H0 x0 + h1) + h4,      x0 the flattened image (784 values for MNIST),
+                                         H0: 800 x 784, h1: 800, H3: 10 x 800, h4: 10
+
+and x5 the 10 scores (logits) whose softmax cross-entropy is the training error.
+
+``cnn``: LeNet-5 in its common modern form (ReLU and max-pooling instead of the original's
+scaled tanh and trainable sub-sampling), for 28 x 28 images:
+
+    conv 1->6 5x5 padding 2 (28x28), ReLU, max-pool 2 (14x14),
+    conv 6->16 5x5 (10x10), ReLU, max-pool 2 (5x5), flatten (400),
+    linear 120, ReLU, linear 84, ReLU, linear 10
+
+A model is described by its *architecture*, a small JSON-ready dict such as
+``{"name": "mlp", "input_shape": [1, 28, 28], "hidden": 800, "classes": 10}``; checkpoints
+store it, and :func:`build` makes the model again from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
+
+__all__ = ["mlp", "cnn", "build", "architecture", "MODELS"]
+
+
+def _shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
+    s = tuple(int(n) for n in input_shape)
+    if len(s) != 3 or min(s) < 1:
+        raise ValueError(f"input_shape must be (channels, height, width), got {tuple(input_shape)}")
+    return s  # type: ignore[return-value]
+
+
+def mlp(
+    input_shape: Sequence[int] = (1, 28, 28),
+    hidden: int = 800,
+    classes: int = 10,
+    *,
+    rng: np.random.Generator | int | None = None,
+    init: str = "pytorch",
+) -> Sequential:
+    """x5 = H3 ReLU(H0 x0 + h1) + h4: images (N, C, H, W) -> scores (N, classes)."""
+    c, h, w = _shape(input_shape)
+    if int(hidden) != hidden or hidden < 1:
+        raise ValueError(f"hidden width must be a whole number >= 1, got {hidden}")
+    if classes < 2:
+        raise ValueError(f"classes must be >= 2, got {classes}")
+    g = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    return Sequential(
+        Flatten(),
+        Linear(c * h * w, int(hidden), init=init, rng=g),  # H0, h1
+        ReLU(),
+        Linear(int(hidden), classes, init=init, rng=g),  # H3, h4
+    )
+
+
+def cnn(
+    input_shape: Sequence[int] = (1, 28, 28),
+    classes: int = 10,
+    *,
+    rng: np.random.Generator | int | None = None,
+    init: str = "pytorch",
+) -> Sequential:
+    """LeNet-5 (modern form): images (N, C, 28, 28) -> scores (N, classes)."""
+    c, h, w = _shape(input_shape)
+    # spatial size after conv(pad 2) -> pool 2 -> conv 5x5 -> pool 2
+    h2, w2 = (h // 2 - 4) // 2, (w // 2 - 4) // 2
+    if h2 < 1 or w2 < 1:
+        raise ValueError(
+            f"the LeNet-5 cnn needs images of at least 12 x 12 pixels (it is made for 28 x 28), "
+            f"got {h} x {w}; use the mlp for the 8 x 8 digits"
+        )
+    if classes < 2:
+        raise ValueError(f"classes must be >= 2, got {classes}")
+    g = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    return Sequential(
+        Conv2d(c, 6, 5, padding=2, init=init, rng=g),
+        ReLU(),
+        MaxPool2d(2),
+        Conv2d(6, 16, 5, init=init, rng=g),
+        ReLU(),
+        MaxPool2d(2),
+        Flatten(),
+        Linear(16 * h2 * w2, 120, init=init, rng=g),
+        ReLU(),
+        Linear(120, 84, init=init, rng=g),
+        ReLU(),
+        Linear(84, classes, init=init, rng=g),
+    )
+
+
+MODELS: dict[str, Callable[..., Sequential]] = {"mlp": mlp, "cnn": cnn}
+
+
+def architecture(
+    name: str, input_shape: Sequence[int], classes: int = 10, hidden: int = 800
+) -> dict[str, Any]:
+    """The JSON-ready description of a model (``hidden`` is kept for the mlp only)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
+    arch: dict[str, Any] = {
+        "name": name,
+        "input_shape": [int(n) for n in input_shape],
+        "classes": int(classes),
+    }
+    if name == "mlp":
+        arch["hidden"] = int(hidden)
+    return arch
+
+
+def build(arch: dict[str, Any], rng: np.random.Generator | int | None = None) -> Sequential:
+    """The model an architecture dict describes, initialised from ``rng``."""
+    try:
+        name = arch["name"]
+        kwargs: dict[str, Any] = {
+            "input_shape": arch["input_shape"],
+            "classes": arch["classes"],
+            "rng": rng,
+        }
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"architecture must be a dict with name, input_shape and classes, got {arch!r}"
+        ) from None
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
+    if name == "mlp":
+        kwargs["hidden"] = arch.get("hidden", 800)
+    return MODELS[name](**kwargs)

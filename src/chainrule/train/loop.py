@@ -1,0 +1,348 @@
+"""The training loop of the lecture: forward propagation, error, back propagation, weight update.
+
+For every mini-batch (X_B, y_B) of an epoch (a seeded shuffle of the training set):
+
+    x5 = model(X_B)                          forward propagation (scores, N x 10)
+    e  = softmax_cross_entropy(x5, y_B)      the surrogate error, mean over the batch
+    e.backward()                             back propagation: de/dh for every weight h
+    h <- h - alpha_t de/dh                   the optimiser's in-place update
+
+After every epoch the model is evaluated (no graph, large batches) on training and test data,
+giving both the surrogate error (cross-entropy) and the actual error (top-1); then the
+checkpoint is rewritten atomically.
+
+The order of the mini-batches of epoch t depends on (seed, t) only, and the learning rate is a
+function of t: a run resumed from a checkpoint (parameters, optimiser state, epoch, position
+inside the epoch) repeats exactly the updates an uninterrupted run would make.
+
+Ctrl-C (SIGINT) asks the loop to stop: it finishes the current update, saves a checkpoint
+with its position inside the epoch, and returns with ``interrupted=True``; a second Ctrl-C
+stops at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import DataLoader, Dataset
+from ..rules import softmax_cross_entropy
+from .checkpoint import Checkpoint, save_checkpoint
+from .metrics import evaluate
+
+__all__ = ["Trainer", "FitResult", "epoch_seed", "TRAIN_EVAL_SAMPLES"]
+
+#: After each epoch the training error is measured on at most this many training samples
+#: (a fixed, seeded subset when the training set is larger) to keep evaluation cheap.
+TRAIN_EVAL_SAMPLES = 10_000
+EVAL_BATCH = 1000
+
+
+def say(line: str) -> None:
+    """Print one line at once (flushed: epoch lines show up promptly in pipes and logs)."""
+    print(line, flush=True)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffling seed of epoch ``epoch``: a function of (seed, epoch) only."""
+    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0])
+
+
+@dataclass
+class FitResult:
+    """What :meth:`Trainer.fit` did."""
+
+    history: list[dict[str, Any]]
+    epochs_done: int
+    interrupted: bool = False
+    checkpoint: Path | None = None
+    train_seconds: float = 0.0
+    samples: int = 0
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.samples / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+class _StopFlag:
+    """SIGINT handler for the loop's lifetime: the first Ctrl-C sets a flag, the second raises."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+        self._installed = False
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+@dataclass
+class _Position:
+    """Where an epoch stands: batches done and the running sums of the progress bar."""
+
+    epoch: int
+    batches: int = 0
+    seen: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "batches": self.batches,
+            "seen": self.seen,
+            "loss_sum": self.loss_sum,
+            "correct": self.correct,
+            "seconds": self.seconds,
+        }
+
+
+class Trainer:
+    """Trains ``model`` with ``optimizer`` on ``train_set``, evaluating on ``test_set``.
+
+    ``architecture`` and ``hyperparameters`` go into each checkpoint's metadata (written to
+    ``checkpoint_path`` after every epoch when it is given). ``schedule`` (epoch -> lr) sets
+    the learning rate at the start of each epoch.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        optimizer: Any,
+        train_set: Dataset,
+        test_set: Dataset | None = None,
+        *,
+        batch_size: int = 64,
+        seed: int = 0,
+        schedule: Callable[[int], float] | None = None,
+        architecture: dict[str, Any] | None = None,
+        hyperparameters: dict[str, Any] | None = None,
+        checkpoint_path: str | Path | None = None,
+        progress: bool = True,
+        log: Callable[[str], None] | None = say,
+    ) -> None:
+        if not isinstance(train_set, Dataset):
+            raise TypeError(f"train_set must be a Dataset, got {type(train_set).__name__}")
+        if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size}")
+        if len(train_set) == 0:
+            raise ValueError("the training set is empty")
+        self.model, self.optimizer = model, optimizer
+        self.train_set, self.test_set = train_set, test_set
+        self.batch_size, self.seed, self.schedule = int(batch_size), int(seed), schedule
+        self.architecture = architecture or {}
+        self.hyperparameters = hyperparameters or {}
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
+        self.progress, self.log = progress, log
+        self.epoch = 0  # completed epochs
+        self.position: _Position | None = None  # inside an interrupted epoch
+        self.history: list[dict[str, Any]] = []
+        n = len(train_set)
+        if n > TRAIN_EVAL_SAMPLES:
+            pick = np.sort(np.random.default_rng(self.seed).permutation(n)[:TRAIN_EVAL_SAMPLES])
+            self.train_eval_set = train_set.subset(pick)
+        else:
+            self.train_eval_set = train_set
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write the checkpoint (model, optimiser state, epoch, position, history)."""
+        target = Path(path) if path is not None else self.checkpoint_path
+        if target is None:
+            raise ValueError("no checkpoint path: pass one or give the Trainer checkpoint_path=")
+        return save_checkpoint(
+            target,
+            self.model,
+            self.optimizer,
+            architecture=self.architecture,
+            hyperparameters=self.hyperparameters,
+            epoch=self.epoch,
+            progress=self.position.to_dict() if self.position is not None else None,
+            history=self.history,
+        )
+
+    def restore(self, ckpt: Checkpoint) -> None:
+        """Continue from a checkpoint: parameters, optimiser state, epoch, position, history."""
+        self.model.load_state_dict(ckpt.model_state)
+        name = ckpt.optimizer.get("name")
+        if name is not None and name != self.optimizer.name:
+            raise ValueError(
+                f"the checkpoint was trained with {name!r}, this run uses {self.optimizer.name!r}"
+            )
+        if ckpt.optimizer_state:
+            self.optimizer.load_state_dict(ckpt.optimizer_state)
+        self.epoch = ckpt.epoch
+        self.history = list(ckpt.history)
+        p = ckpt.progress
+        self.position = (
+            _Position(
+                p["epoch"], p["batches"], p["seen"], p["loss_sum"], p["correct"], p["seconds"]
+            )
+            if p
+            else None
+        )
+
+    # -- the loop ----------------------------------------------------------------------------
+    def loader(self, epoch: int) -> DataLoader:
+        """The mini-batches of epoch ``epoch`` (shuffled from (seed, epoch))."""
+        return DataLoader(
+            self.train_set, self.batch_size, shuffle=True, seed=epoch_seed(self.seed, epoch)
+        )
+
+    def fit(self, epochs: int, on_batch: Callable[[int, int], None] | None = None) -> FitResult:
+        """Train until ``epochs`` epochs are complete (continuing from ``self.epoch``).
+
+        ``on_batch(epoch, batch)`` is called after each update (e.g. for tests).
+        """
+        if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1:
+            raise ValueError(f"epochs must be a whole number >= 1, got {epochs}")
+        interrupted = False
+        with _StopFlag() as stop:
+            while self.epoch < epochs:
+                pos = self._train_epoch(self.epoch, epochs, stop, on_batch)
+                if pos.batches < self.batches_per_epoch:  # stopped inside the epoch
+                    self.position = pos
+                    if self.checkpoint_path is not None:
+                        self.save()
+                    interrupted = True
+                    break
+                self._end_epoch(pos, epochs)  # evaluates, saves the checkpoint
+                if stop.requested:
+                    interrupted = True
+                    break
+        return self._result(interrupted)
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return -(-len(self.train_set) // self.batch_size)
+
+    def _result(self, interrupted: bool) -> FitResult:
+        path = self.checkpoint_path
+        if path is not None and not path.exists():
+            path = None
+        seconds = sum(h["seconds"] for h in self.history)
+        samples = sum(h["samples"] for h in self.history)
+        if self.position is not None:
+            seconds += self.position.seconds
+            samples += self.position.seen
+        return FitResult(list(self.history), self.epoch, interrupted, path, seconds, samples)
+
+    def _train_epoch(
+        self, epoch: int, epochs: int, stop: _StopFlag, on_batch: Callable[[int, int], None] | None
+    ) -> _Position:
+        model, opt = self.model, self.optimizer
+        if self.schedule is not None:
+            opt.lr = self.schedule(epoch)
+        pos = (
+            self.position
+            if self.position is not None and self.position.epoch == epoch
+            else _Position(epoch)
+        )
+        self.position = None
+        loader = self.loader(epoch)
+        bar = (
+            _bar(len(loader), f"epoch {epoch + 1}/{epochs}", pos.batches) if self.progress else None
+        )
+        model.train()
+        loss_sum, correct, seen = pos.loss_sum, pos.correct, pos.seen
+        start = time.perf_counter()
+        try:
+            for b, (x, y) in enumerate(loader):
+                if b < pos.batches:
+                    continue  # resumed inside this epoch: these updates are in the checkpoint
+                scores = model(x)
+                loss = softmax_cross_entropy(scores, y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                n = len(y)
+                loss_sum += float(loss.data) * n
+                correct += int(np.count_nonzero(scores.data.argmax(axis=1) == y))
+                seen += n
+                pos.batches = b + 1
+                if on_batch is not None:
+                    on_batch(epoch, b)
+                if bar is not None:
+                    bar.update(1)
+                    if b % 10 == 0:
+                        bar.set_postfix(
+                            loss=f"{loss_sum / seen:.4f}",
+                            acc=f"{correct / seen:.2%}",
+                            refresh=False,
+                        )
+                if stop.requested:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        pos.seconds += time.perf_counter() - start
+        pos.loss_sum, pos.correct, pos.seen = loss_sum, correct, seen
+        return pos
+
+    def _end_epoch(self, pos: _Position, epochs: int) -> None:
+        train_eval = evaluate(self.model, self.train_eval_set, EVAL_BATCH)
+        test_eval = (
+            evaluate(self.model, self.test_set, EVAL_BATCH) if self.test_set is not None else None
+        )
+        entry = {
+            "epoch": pos.epoch + 1,
+            "lr": self.optimizer.lr,
+            "train_loss": train_eval.loss,
+            "train_accuracy": train_eval.accuracy,
+            "test_loss": test_eval.loss if test_eval else None,
+            "test_accuracy": test_eval.accuracy if test_eval else None,
+            "batch_loss": pos.loss_sum / max(pos.seen, 1),
+            "batch_accuracy": pos.correct / max(pos.seen, 1),
+            "seconds": pos.seconds,
+            "samples": pos.seen,
+            "samples_per_second": pos.seen / pos.seconds if pos.seconds > 0 else 0.0,
+        }
+        self.history.append(entry)
+        self.epoch = pos.epoch + 1
+        self.position = None
+        if self.checkpoint_path is not None:
+            self.save()
+        if self.log is not None:
+            self.log(format_epoch(entry, epochs))
+
+
+def format_epoch(h: dict[str, Any], epochs: int) -> str:
+    """One line per epoch: surrogate and actual error on train and test data."""
+    width = len(str(epochs))
+    line = (
+        f"epoch {h['epoch']:>{width}}/{epochs}  lr {h['lr']:.4g}  "
+        f"train: loss {h['train_loss']:.4f} error {100 * (1 - h['train_accuracy']):5.2f}%"
+    )
+    if h.get("test_loss") is not None:
+        line += f"  test: loss {h['test_loss']:.4f} error {100 * (1 - h['test_accuracy']):5.2f}%"
+    return line + f"  ({h['seconds']:.1f} s, {h['samples_per_second']:,.0f} samples/s)"
+
+
+def _bar(total: int, desc: str, initial: int) -> Any:
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(
+        total=total, initial=initial, desc=desc, unit="batch", leave=False, dynamic_ncols=True
+    )
