@@ -43,6 +43,27 @@ def _traced(x: Any) -> bool:
     return isinstance(x, Tensor) and x.requires_grad
 
 
+class _Inside:
+    """Counts the functions being differentiated that are running right now.
+
+    A derivative taken inside such a function (``grad(lambda y: grad(f)(2.0, y))``) may
+    depend on the outer variable through a closure or an argument it does not differentiate,
+    so it is built as a differentiable graph (create_graph) and returned as a Tensor.
+    """
+
+    depth = 0
+
+    def __enter__(self) -> None:
+        _Inside.depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        _Inside.depth -= 1
+
+
+def _nested(*xs: Any) -> bool:
+    return _Inside.depth > 0 or any(_traced(x) for x in xs)
+
+
 def _enter(x: Any) -> Tensor:
     """A fresh variable to differentiate with respect to, still connected to an outer graph."""
     if _traced(x):
@@ -51,13 +72,21 @@ def _enter(x: Any) -> Tensor:
         data = x.data
     else:
         data = xp.asarray(x)
-    if not xp.issubdtype(data.dtype, xp.inexact):
+    if xp.issubdtype(data.dtype, xp.complexfloating) or not (
+        xp.issubdtype(data.dtype, xp.number) or data.dtype == bool
+    ):
+        raise TypeError(
+            f"can only differentiate with respect to real numbers (a number, an array or a "
+            f"Tensor), got an input of dtype {data.dtype}"
+        )
+    if not xp.issubdtype(data.dtype, xp.floating):
         data = data.astype(xp.float64)
     return Tensor(data, requires_grad=True)
 
 
 def _call(f: Callable, args: Sequence[Any], name: str) -> Tensor:
-    out = f(*args)
+    with _Inside():
+        out = f(*args)
     if not isinstance(out, Tensor):
         if isinstance(out, (numbers.Number, xp.ndarray)):
             out = Tensor(out)  # a constant function: its derivative is 0
@@ -96,7 +125,7 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
         if not args:
             raise TypeError("grad: the function needs at least one argument to differentiate")
         nums = _argnums(argnums, len(args), "grad")
-        nested = any(_traced(args[i]) for i in nums)
+        nested = _nested(*args)
         inner = list(args)
         for i in nums:
             inner[i] = _enter(args[i])
@@ -155,7 +184,7 @@ def jacobian(f: Callable, layout: str = "denominator") -> Callable:
         raise ValueError(f"jacobian: layout must be 'denominator' or 'numerator', got {layout!r}")
 
     def run(x: Any) -> Any:
-        nested = _traced(x)
+        nested = _nested(x)
         xin = _enter(x)
         y = _call(f, [xin], "jacobian")
         ysize = y.data.size
@@ -238,7 +267,7 @@ def linearize(f: Callable, a: Any) -> Linearization:
 
 def vjp(f: Callable, x: Any) -> tuple[Any, Callable]:
     """(f(x), u -> J u): back propagation of u = de/dy (shape of y) to de/dx (shape of x)."""
-    nested = _traced(x)
+    nested = _nested(x)
     xin = _enter(x)
     y = _call(f, [xin], "vjp")
 
@@ -257,16 +286,17 @@ def jvp(f: Callable, x: Any, v: Any) -> tuple[Any, Any]:
 
     Computed as the transpose of the vjp (a vjp of a vjp), so no forward mode is needed.
     """
+    nested = _nested(x, v)
     xin = _enter(x)
     y = _call(f, [xin], "jvp")
-    v = xp.asarray(_data(v), dtype=xin.dtype)
-    if v.shape != xin.shape:
-        raise ValueError(f"jvp: tangent has shape {v.shape}, x has {xin.shape}")
-    if not y.requires_grad:
-        return y.data, xp.zeros(y.shape, dtype=y.dtype)
-    u = Tensor(xp.zeros(y.shape, dtype=y.dtype), requires_grad=True)
-    (ju,) = autograd_grad(y, [xin], grad_outputs=u, create_graph=True)  # J u, linear in u
-    if not ju.requires_grad:
-        return y.data, xp.zeros(y.shape, dtype=y.dtype)
-    (jtv,) = autograd_grad(ju, [u], grad_outputs=v, create_graph=False)
-    return y.data, jtv
+    v = v if (nested and isinstance(v, Tensor)) else xp.asarray(_data(v), dtype=xin.dtype)
+    if tuple(v.shape) != xin.shape:
+        raise ValueError(f"jvp: tangent has shape {tuple(v.shape)}, x has {xin.shape}")
+    zero = xp.zeros(y.shape, dtype=y.dtype)
+    if y.requires_grad:
+        u = Tensor(zero, requires_grad=True)
+        (ju,) = autograd_grad(y, [xin], grad_outputs=u, create_graph=True)  # J u, linear in u
+        if ju.requires_grad:
+            (jtv,) = autograd_grad(ju, [u], grad_outputs=v, create_graph=nested)
+            return (y, jtv) if nested else (y.data, jtv)
+    return (y, Tensor(zero)) if nested else (y.data, zero)

@@ -11,7 +11,7 @@ calls on their inputs: in the fast first-order path they run on NumPy arrays, an
 derivatives). Un-broadcasting and the split rule (summing over fan-out) are the engine's
 job, not the rules'.
 
-Composite operations (``conv2d``, the poolings, ``split``) are written in terms of the
+Composite operations (``conv2d``, ``avg_pool2d``, ``split``) are written in terms of the
 primitives and listed in :data:`COMPOSITES`, so that the derivative table and its checks
 cover them too.
 """
@@ -553,7 +553,7 @@ def fold(cols, x_shape, stride=1, padding=0):
 
 fold.defvjp(
     lambda g, out, cols, x_shape, stride=1, padding=0: unfold(
-        g, window=_shape(cols)[-2:], stride=stride, padding=padding
+        g, window=_shape(cols)[2:4], stride=stride, padding=padding
     )
 )
 
@@ -572,7 +572,7 @@ def _check_image(op: str, x: Any) -> tuple[int, int, int, int]:
     return s  # type: ignore[return-value]
 
 
-@composite("y = im2col(x) W^T + b:  de/dW = G^T im2col(x),  de/dx = col2im(G W)")
+@composite("Y = W im2col(x) + b:  de/dW = sum_n G_n im2col(x_n)^T,  de/dx = col2im(W^T G)")
 def conv2d(x, w, b=None, stride=1, padding=0):
     """2-D convolution (cross-correlation) as one matrix product over the im2col matrix.
 
@@ -595,34 +595,69 @@ def conv2d(x, w, b=None, stride=1, padding=0):
     ho, wo = out_size(h, fr, stride, padding), out_size(wd, fc, stride, padding)
     if ho <= 0 or wo <= 0:
         raise ShapeError(f"conv2d: a {fr}x{fc} kernel does not fit in a {h}x{wd} image (padding {padding})")
-    cols = reshape(unfold(x, window=(fr, fc), stride=stride, padding=padding), shape=(n * ho * wo, c * fr * fc))
-    y = linear(cols, reshape(w, shape=(o, c * fr * fc)), b)
-    return transpose(reshape(y, shape=(n, ho, wo, o)), axes=(0, 3, 1, 2))
+    # each sample's im2col matrix is (C Fr Fc) x (Ho Wo); W (O x C Fr Fc) times it: O x (Ho Wo)
+    k = c * fr * fc
+    cols = unfold(x, window=(fr, fc), stride=stride, padding=padding)  # N x C x Fr x Fc x Ho x Wo
+    cols = reshape(cols, shape=(n, k, ho * wo))
+    y = matmul(reshape(w, shape=(o, k)), cols)
+    if b is not None:
+        y = y + reshape(b, shape=(o, 1))  # the engine sums de/db over the batch and the positions
+    return reshape(y, shape=(n, o, ho, wo))
 
 
-def _pool_windows(op: str, x: Any, kernel_size: Any, stride: Any):
-    n, c, h, w = _check_image(op, x)
+def _pool_geometry(op: str, x: Any, kernel_size: Any, stride: Any) -> tuple[Any, int, int, int]:
+    """(kernel, stride, Ho, Wo) of a pooling, after checking that its window fits."""
+    _, _, h, w = _check_image(op, x)
     k = _pair(kernel_size, "kernel_size")
     s = _stride(stride if stride is not None else k)
     if k[0] > h or k[1] > w:
         raise ShapeError(f"{op}: a {k[0]}x{k[1]} window does not fit in a {h}x{w} image")
-    ho, wo = out_size(h, k[0], s, 0), out_size(w, k[1], s, 0)
-    win = unfold(x, window=k, stride=s, padding=0)  # N x Ho x Wo x C x kr x kc
-    return reshape(win, shape=(n, ho, wo, c, k[0] * k[1]))
+    return k, s, out_size(h, k[0], s, 0), out_size(w, k[1], s, 0)
 
 
-@composite("d maxpool/dx: each window's gradient goes to its saved argmax (first maximum on ties)")
+@rule(saves=True)
 def max_pool2d(x, kernel_size, stride=None):
-    """Max pooling: x N x C x H x W -> N x C x Ho x Wo (stride defaults to the kernel size)."""
-    win = _pool_windows("max_pool2d", x, kernel_size, stride)
-    return transpose(max(win, axis=-1), axes=(0, 3, 1, 2))
+    """d maxpool/dx: each window's gradient goes to its saved argmax (first maximum on ties)
+
+    Max pooling: x N x C x H x W -> N x C x Ho x Wo (stride defaults to the kernel size).
+    Ties go to the first maximum in the window's row-major order, as in PyTorch.
+    """
+    (kr, kc), s, ho, wo = _pool_geometry("max_pool2d", x, kernel_size, stride)
+    n, c = x.shape[:2]
+    kk = kr * kc
+    win = _unfold(x, (kr, kc), s, 0).reshape(n, c, kk, ho, wo)
+    out = win[:, :, 0].copy()
+    for j in range(1, kk):
+        xp.maximum(out, win[:, :, j], out=out)
+    # the saved argmax, as a mask over each window: its first entry equal to the maximum
+    # (a few passes per window entry; argmax along a middle axis is several times slower)
+    mask = xp.empty(win.shape, dtype=bool)
+    free = ~xp.equal(win[:, :, 0], out, out=mask[:, :, 0])  # windows whose maximum is not yet found
+    for j in range(1, kk):
+        hit = xp.equal(win[:, :, j], out, out=mask[:, :, j])
+        hit &= free
+        if j < kk - 1:
+            free ^= hit
+    return out, mask
+
+
+def _max_pool2d_vjp(g, out, x, kernel_size, stride=None, saved=None):
+    (kr, kc), s, ho, wo = _pool_geometry("max_pool2d", x, kernel_size, stride)
+    n, c = _shape(x)[:2]
+    d = reshape(g, shape=(n, c, 1, ho, wo)) * saved  # the mask is a constant: no derivative
+    return fold(reshape(d, shape=(n, c, kr, kc, ho, wo)), x_shape=_shape(x), stride=s, padding=0)
+
+
+max_pool2d.defvjp(_max_pool2d_vjp)
 
 
 @composite("d avgpool/dx: each window's gradient is divided equally among its Fr*Fc inputs")
 def avg_pool2d(x, kernel_size, stride=None):
     """Average pooling: x N x C x H x W -> N x C x Ho x Wo (stride defaults to the kernel size)."""
-    win = _pool_windows("avg_pool2d", x, kernel_size, stride)
-    return transpose(mean(win, axis=-1), axes=(0, 3, 1, 2))
+    (kr, kc), s, ho, wo = _pool_geometry("avg_pool2d", x, kernel_size, stride)
+    n, c = _shape(x)[:2]
+    win = unfold(x, window=(kr, kc), stride=s, padding=0)  # N x C x kr x kc x Ho x Wo
+    return mean(reshape(win, shape=(n, c, kr * kc, ho, wo)), axis=2)
 
 
 # =============================================================================== 6. softmax and errors

@@ -85,13 +85,28 @@ SAMPLES: dict[str, Callable[[np.random.Generator], Sample]] = {
     "stack": lambda r: [((_n(r, 2, 3), _n(r, 2, 3)), {}), ((_n(r, 3), _n(r, 3), _n(r, 3)), {"axis": 1})],
     "split": lambda r: [((_n(r, 6, 2),), {"sections": 3}), ((_n(r, 2, 5),), {"sections": [2, 3], "axis": 1})],
     # 5. convolution and pooling
-    "unfold": lambda r: [((_n(r, 2, 2, 5, 4),), {"window": (3, 2)}), ((_n(r, 1, 2, 5, 5),), {"window": (3, 3), "stride": 2, "padding": 1})],
-    "fold": lambda r: [((_n(r, 2, 3, 3, 2, 3, 2),), {"x_shape": (2, 2, 5, 4)}), ((_n(r, 1, 3, 3, 2, 3, 3),), {"x_shape": (1, 2, 5, 5), "stride": 2, "padding": 1})],
+    "unfold": lambda r: [
+        ((_n(r, 2, 2, 5, 4),), {"window": (3, 2)}),
+        ((_n(r, 1, 2, 5, 5),), {"window": (3, 3), "stride": 2, "padding": 1}),
+        ((_n(r, 1, 2, 4, 6),), {"window": (2, 2), "stride": 2}),  # windows tile the image
+        ((_n(r, 1, 1, 5, 5),), {"window": (2, 2), "stride": 2, "padding": 1}),
+    ],
+    "fold": lambda r: [
+        ((_n(r, 2, 2, 3, 2, 3, 3),), {"x_shape": (2, 2, 5, 4)}),
+        ((_n(r, 1, 2, 3, 3, 3, 3),), {"x_shape": (1, 2, 5, 5), "stride": 2, "padding": 1}),
+        ((_n(r, 1, 2, 2, 2, 2, 3),), {"x_shape": (1, 2, 4, 6), "stride": 2}),
+        ((_n(r, 1, 1, 2, 2, 2, 2),), {"x_shape": (1, 1, 5, 5), "stride": 2}),  # last row unused
+    ],
     "conv2d": lambda r: [
         ((_n(r, 2, 2, 6, 5), _n(r, 3, 2, 3, 3), _n(r, 3)), {}),
         ((_n(r, 1, 2, 5, 5), _n(r, 2, 2, 3, 3)), {"stride": 2, "padding": 1}),
     ],
-    "max_pool2d": lambda r: [((_distinct(r, (2, 2, 4, 4)),), {"kernel_size": 2}), ((_distinct(r, (1, 2, 5, 5)),), {"kernel_size": 3, "stride": 1})],
+    "max_pool2d": lambda r: [
+        ((_distinct(r, (2, 2, 4, 4)),), {"kernel_size": 2}),
+        ((_distinct(r, (1, 2, 5, 5)),), {"kernel_size": 3, "stride": 1}),
+        ((_distinct(r, (1, 1, 5, 5)),), {"kernel_size": 2}),
+        ((_distinct(r, (1, 2, 5, 6)),), {"kernel_size": (2, 3), "stride": 1}),
+    ],
     "avg_pool2d": lambda r: [((_n(r, 2, 2, 4, 4),), {"kernel_size": 2}), ((_n(r, 1, 1, 5, 5),), {"kernel_size": 3, "stride": 2})],
     # 6. softmax and errors
     "softmax": lambda r: [((_n(r, 3, 4),), {}), ((_n(r, 3, 4),), {"axis": 0})],
