@@ -76,7 +76,9 @@ class GradCheckReport:
 
 def _is_diff(a: Any) -> bool:
     arr = a.data if isinstance(a, Tensor) else a
-    return isinstance(arr, (xp.ndarray, float)) and xp.issubdtype(xp.asarray(arr).dtype, xp.floating)
+    return isinstance(arr, (xp.ndarray, float)) and xp.issubdtype(
+        xp.asarray(arr).dtype, xp.floating
+    )
 
 
 def check_grad(
@@ -103,7 +105,9 @@ def check_grad(
             arr = xp.array(a.data if isinstance(a, Tensor) else a, dtype=xp.float64)
             if not xp.all(xp.isfinite(arr)):
                 bad = tuple(int(j) for j in xp.argwhere(~xp.isfinite(arr))[0]) if arr.ndim else ()
-                raise ValueError(f"check_grad: input {i} has a non-finite value (first at index {bad})")
+                raise ValueError(
+                    f"check_grad: input {i} has a non-finite value (first at index {bad})"
+                )
             args.append(arr)
             diff.append(i)
         else:
@@ -123,7 +127,9 @@ def check_grad(
     r = rng.standard_normal(out.shape) if out.ndim else xp.array(1.0)
     analytic = {i: xp.zeros_like(args[i]) for i in diff}
     if out.requires_grad:
-        res = _backprop([out], [r.astype(out.dtype)], False, False, False, wanted=[ts[i] for i in diff])
+        res = _backprop(
+            [out], [r.astype(out.dtype)], False, False, False, wanted=[ts[i] for i in diff]
+        )
         for i in diff:
             if id(ts[i]) in res:
                 analytic[i] = xp.asarray(res[id(ts[i])], dtype=xp.float64)
@@ -149,7 +155,9 @@ def check_grad(
             nflat[j] = (up - down) / (2 * eps)
         a = analytic[i]
         if a.shape != x.shape:
-            raise ValueError(f"check_grad: gradient of input {i} has shape {a.shape}, input has {x.shape}")
+            raise ValueError(
+                f"check_grad: gradient of input {i} has shape {a.shape}, input has {x.shape}"
+            )
         err = xp.abs(a - numeric)
         rel = err / xp.maximum(xp.abs(numeric), 1e-12)
         ok = bool(xp.all(err <= atol + rtol * xp.abs(numeric)))
@@ -157,7 +165,14 @@ def check_grad(
             w = int(xp.argmax(err - (atol + rtol * xp.abs(numeric))))
             worst = tuple(int(k) for k in xp.unravel_index(w, x.shape))
             rep = InputReport(
-                i, x.shape, float(err.max()), float(rel.max()), worst, float(a.reshape(-1)[w]), float(nflat[w]), ok
+                i,
+                x.shape,
+                float(err.max()),
+                float(rel.max()),
+                worst,
+                float(a.reshape(-1)[w]),
+                float(nflat[w]),
+                ok,
             )
         else:
             rep = InputReport(i, x.shape, 0.0, 0.0, (), 0.0, 0.0, True)
@@ -236,7 +251,9 @@ def check_rule(name: str, order: int = 1, seed: int = 0) -> TableRow:
         if order == 2:
             diff = [i for i, a in enumerate(args) if _is_diff(a)]
             f = _second_order(f, len(args), diff, seed)
-        rep = check_grad(f, *args, rtol=1e-5 if order == 1 else 1e-4, atol=1e-7 if order == 1 else 1e-6)
+        rep = check_grad(
+            f, *args, rtol=1e-5 if order == 1 else 1e-4, atol=1e-7 if order == 1 else 1e-6
+        )
         ok = ok and rep.ok
         if worst is None or rep.max_abs_error > worst.max_abs_error or not rep.ok:
             worst = rep

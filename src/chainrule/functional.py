@@ -107,7 +107,9 @@ def _finish(g: Any, nested: bool, like: Any) -> Any:
 def _grads(out: Tensor, xs: Sequence[Tensor], nested: bool, seed: Any = None, retain: bool = False):
     if not out.requires_grad:  # f does not depend on its inputs
         return tuple(Tensor(xp.zeros_like(x.data)) if nested else xp.zeros_like(x.data) for x in xs)
-    return autograd_grad(out, list(xs), grad_outputs=seed, create_graph=nested, retain_graph=retain or nested)
+    return autograd_grad(
+        out, list(xs), grad_outputs=seed, create_graph=nested, retain_graph=retain or nested
+    )
 
 
 def _argnums(argnums: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
@@ -136,7 +138,7 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
                 "use jacobian() for vector-valued functions"
             )
         gs = _grads(out, [inner[i] for i in nums], nested)
-        gs = tuple(_finish(g, nested, args[i]) for g, i in zip(gs, nums))
+        gs = tuple(_finish(g, nested, args[i]) for g, i in zip(gs, nums, strict=True))
         value = out if nested else (out.data.item() if out.data.ndim == 0 else out.data)
         return value, (gs[0] if isinstance(argnums, int) else gs)
 
@@ -164,7 +166,8 @@ def derivative(f: Callable) -> Callable:
     def run(x: Any) -> Any:
         if not _traced(x) and xp.ndim(_data(x)) != 0:
             raise ValueError(
-                f"derivative() is for f: R -> R; got an input of shape {xp.shape(_data(x))}, use grad()"
+                "derivative() is for f: R -> R; got an input of shape "
+                f"{xp.shape(_data(x))}, use grad()"
             )
         return g(x)
 
@@ -196,7 +199,11 @@ def jacobian(f: Callable, layout: str = "denominator") -> Callable:
             cols = []
             for m in range(ysize):
                 (gx,) = autograd_grad(
-                    y, [xin], grad_outputs=flat[m].reshape(y.shape), create_graph=nested, retain_graph=True
+                    y,
+                    [xin],
+                    grad_outputs=flat[m].reshape(y.shape),
+                    create_graph=nested,
+                    retain_graph=True,
                 )
                 cols.append(gx)
             if nested:
@@ -229,7 +236,9 @@ def directional_derivative(f: Callable, x: Any, u: Any, normalize: bool = False)
     g = grad(f)(x)
     u = xp.asarray(_data(u), dtype=float)
     if u.shape != xp.shape(g):
-        raise ValueError(f"directional_derivative: direction has shape {u.shape}, x has {xp.shape(g)}")
+        raise ValueError(
+            f"directional_derivative: direction has shape {u.shape}, x has {xp.shape(g)}"
+        )
     if normalize:
         n = xp.linalg.norm(u)
         if n == 0:
@@ -274,7 +283,9 @@ def vjp(f: Callable, x: Any) -> tuple[Any, Callable]:
     def pullback(u: Any) -> Any:
         u_arr = u if (nested and isinstance(u, Tensor)) else xp.asarray(_data(u), dtype=y.dtype)
         if tuple(u_arr.shape) != y.shape:
-            raise ValueError(f"vjp: cotangent has shape {tuple(u_arr.shape)}, the output has {y.shape}")
+            raise ValueError(
+                f"vjp: cotangent has shape {tuple(u_arr.shape)}, the output has {y.shape}"
+            )
         (g,) = _grads(y, [xin], nested, seed=u_arr, retain=True)
         return _finish(g, nested, x)
 

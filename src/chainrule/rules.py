@@ -61,7 +61,7 @@ def _same_or_broadcast(op: str, a: Any, b: Any) -> None:
         ) from None
 
 
-# =============================================================================== 1. elementwise
+# ==================== 1. elementwise
 
 
 @rule
@@ -189,7 +189,7 @@ def cos(x):
 cos.defvjp(lambda g, out, x: negative(g * sin(x)))
 
 
-# =============================================================================== 2. activations
+# ==================== 2. activations
 
 
 @rule
@@ -216,7 +216,9 @@ tanh.defvjp(lambda g, out, x: g * (1 - out * out))
 def relu(x, grad_at_zero=0.0):
     """d ReLU(x)/dx = diag(1[x > 0])   (at x = 0 any value in [0, 1]: grad_at_zero)"""
     if not 0.0 <= grad_at_zero <= 1.0:
-        raise ValueError(f"relu: grad_at_zero must lie in [0, 1] (a subgradient), got {grad_at_zero}")
+        raise ValueError(
+            f"relu: grad_at_zero must lie in [0, 1] (a subgradient), got {grad_at_zero}"
+        )
     return xp.maximum(x, 0)
 
 
@@ -230,7 +232,7 @@ def _relu_vjp(g, out, x, grad_at_zero=0.0):
 relu.defvjp(_relu_vjp)
 
 
-# =============================================================================== 3. matrix products
+# ==================== 3. matrix products
 
 
 def _mT(x):
@@ -254,9 +256,7 @@ def matmul(a, b):
     ka = sa[-1]
     kb = sb[0] if len(sb) == 1 else sb[-2]
     if ka != kb:
-        raise ShapeError(
-            f"matmul: shapes {sa} and {sb} do not fit: {ka} columns against {kb} rows"
-        )
+        raise ShapeError(f"matmul: shapes {sa} and {sb} do not fit: {ka} columns against {kb} rows")
     return a @ b
 
 
@@ -345,7 +345,7 @@ linear.defvjp(
 )
 
 
-# =============================================================================== 4. reductions, shapes
+# ==================== 4. reductions, shapes
 
 
 def _keep_shape(shape: tuple[int, ...], axis: Any) -> tuple[int, ...]:
@@ -401,7 +401,11 @@ def max(x, axis=None, keepdims=False):
     return (out if keepdims else xp.squeeze(out, axis=axis)), mask
 
 
-max.defvjp(lambda g, out, x, axis=None, keepdims=False, saved=None: reshape(g, shape=_keep_shape(_shape(x), axis)) * saved)
+max.defvjp(
+    lambda g, out, x, axis=None, keepdims=False, saved=None: (
+        reshape(g, shape=_keep_shape(_shape(x), axis)) * saved
+    )
+)
 
 
 @rule
@@ -419,7 +423,9 @@ def reshape(x, shape):
     try:
         return xp.reshape(x, shape)
     except ValueError:
-        raise ShapeError(f"reshape: cannot reshape shape {xp.shape(x)} into {tuple(shape)}") from None
+        raise ShapeError(
+            f"reshape: cannot reshape shape {xp.shape(x)} into {tuple(shape)}"
+        ) from None
 
 
 reshape.defvjp(lambda g, out, x, shape: reshape(g, shape=_shape(x)))
@@ -436,7 +442,9 @@ cast.defvjp(lambda g, out, x, dtype: cast(g, dtype=_d(x).dtype))
 
 def _is_basic(index: Any) -> bool:
     items = index if isinstance(index, tuple) else (index,)
-    return all(isinstance(i, (numbers.Integral, slice)) or i is None or i is Ellipsis for i in items)
+    return all(
+        isinstance(i, (numbers.Integral, slice)) or i is None or i is Ellipsis for i in items
+    )
 
 
 @rule
@@ -445,7 +453,9 @@ def getitem(x, index):
     try:
         return x[index]
     except IndexError as e:
-        raise IndexError(f"getitem: index {index!r} does not fit shape {xp.shape(x)}: {e}") from None
+        raise IndexError(
+            f"getitem: index {index!r} does not fit shape {xp.shape(x)}: {e}"
+        ) from None
 
 
 getitem.defvjp(lambda g, out, x, index: scatter(g, shape=_shape(x), index=index))
@@ -453,7 +463,7 @@ getitem.defvjp(lambda g, out, x, index: scatter(g, shape=_shape(x), index=index)
 
 @rule
 def scatter(g, shape, index):
-    """d scatter(g)/dg = d (zeros with g added at index)/dg: the picked entries (adjoint of getitem)"""
+    """d scatter(g)/dg: the entries at index (zeros elsewhere; the adjoint of getitem)"""
     z = xp.zeros(shape, dtype=g.dtype)
     if _is_basic(index):
         z[index] = g
@@ -512,7 +522,9 @@ def split(x, sections, axis=0):
     n = _shape(x)[axis]
     if isinstance(sections, numbers.Integral):
         if n % sections:
-            raise ShapeError(f"split: axis {axis} of length {n} does not split into {sections} equal parts")
+            raise ShapeError(
+                f"split: axis {axis} of length {n} does not split into {sections} equal parts"
+            )
         sizes = [n // sections] * sections
     else:
         sizes = list(sections)
@@ -526,12 +538,12 @@ def split(x, sections, axis=0):
     return out
 
 
-# =============================================================================== 5. convolution and pooling
+# ==================== 5. convolution and pooling
 
 
 def _pair(v: Any, name: str) -> tuple[int, int]:
     t = (v, v) if isinstance(v, numbers.Integral) else tuple(v)
-    if len(t) != 2 or not all(isinstance(i, numbers.Integral) and i > 0 for i in t):
+    if len(t) != 2 or not all(isinstance(i, numbers.Integral) and int(i) > 0 for i in t):
         raise ValueError(f"{name} must be a positive int or a pair of them, got {v!r}")
     return int(t[0]), int(t[1])
 
@@ -542,7 +554,11 @@ def unfold(x, window, stride=1, padding=0):
     return _unfold(x, window, stride, padding)
 
 
-unfold.defvjp(lambda g, out, x, window, stride=1, padding=0: fold(g, x_shape=_shape(x), stride=stride, padding=padding))
+unfold.defvjp(
+    lambda g, out, x, window, stride=1, padding=0: fold(
+        g, x_shape=_shape(x), stride=stride, padding=padding
+    )
+)
 
 
 @rule
@@ -594,7 +610,9 @@ def conv2d(x, w, b=None, stride=1, padding=0):
     o, _, fr, fc = sw
     ho, wo = out_size(h, fr, stride, padding), out_size(wd, fc, stride, padding)
     if ho <= 0 or wo <= 0:
-        raise ShapeError(f"conv2d: a {fr}x{fc} kernel does not fit in a {h}x{wd} image (padding {padding})")
+        raise ShapeError(
+            f"conv2d: a {fr}x{fc} kernel does not fit in a {h}x{wd} image (padding {padding})"
+        )
     # each sample's im2col matrix is (C Fr Fc) x (Ho Wo); W (O x C Fr Fc) times it: O x (Ho Wo)
     k = c * fr * fc
     cols = unfold(x, window=(fr, fc), stride=stride, padding=padding)  # N x C x Fr x Fc x Ho x Wo
@@ -660,7 +678,7 @@ def avg_pool2d(x, kernel_size, stride=None):
     return mean(reshape(win, shape=(n, c, kr * kc, ho, wo)), axis=2)
 
 
-# =============================================================================== 6. softmax and errors
+# ==================== 6. softmax and errors
 
 
 @rule
@@ -696,9 +714,14 @@ def _check_labels(op: str, scores: Any, labels: Any) -> Any:
     else:
         raise ShapeError(f"{op}: scores must be M (one sample) or N x M (a batch), got shape {s}")
     if labels.shape != want:
-        raise ShapeError(f"{op}: scores of shape {s} need labels of shape {want}, got {labels.shape}")
+        raise ShapeError(
+            f"{op}: scores of shape {s} need labels of shape {want}, got {labels.shape}"
+        )
     if labels.size and (labels.min() < 0 or labels.max() >= s[-1]):
-        raise ValueError(f"{op}: labels must lie in [0, {s[-1]}), got values from {labels.min()} to {labels.max()}")
+        raise ValueError(
+            f"{op}: labels must lie in [0, {s[-1]}), "
+            f"got values from {labels.min()} to {labels.max()}"
+        )
     return labels
 
 
@@ -728,7 +751,9 @@ cross_entropy.defvjp(_cross_entropy_vjp)
 def mse(x, target, half=False):
     """e = (1/K) |x - x*|^2:  de/dx = (2/K)(x - x*)   (half=True: e/2, de/dx = (1/K)(x - x*))"""
     if xp.shape(x) != xp.shape(target):
-        raise ShapeError(f"mse: prediction shape {xp.shape(x)} differs from target shape {xp.shape(target)}")
+        raise ShapeError(
+            f"mse: prediction shape {xp.shape(x)} differs from target shape {xp.shape(target)}"
+        )
     d = x - target
     e = xp.mean(d * d)
     return e / 2 if half else e
@@ -739,7 +764,9 @@ def _mse_vjp_x(g, out, x, target, half=False):
     return scale(g * (x - target), alpha=(1.0 if half else 2.0) / k)
 
 
-mse.defvjp(_mse_vjp_x, lambda g, out, x, target, half=False: negative(_mse_vjp_x(g, out, x, target, half)))
+mse.defvjp(
+    _mse_vjp_x, lambda g, out, x, target, half=False: negative(_mse_vjp_x(g, out, x, target, half))
+)
 
 
 @rule(saves=True)

@@ -16,7 +16,9 @@ import numpy as np
 Sample = list[tuple[tuple[Any, ...], dict[str, Any]]]
 
 
-def _away_from_zero(rng: np.random.Generator, shape: tuple[int, ...], margin: float = 0.1) -> np.ndarray:
+def _away_from_zero(
+    rng: np.random.Generator, shape: tuple[int, ...], margin: float = 0.1
+) -> np.ndarray:
     x = rng.uniform(margin, 1.5, size=shape)
     return x * rng.choice([-1.0, 1.0], size=shape)
 
@@ -37,13 +39,21 @@ def _pos(rng: np.random.Generator, *shape: int) -> np.ndarray:
 
 SAMPLES: dict[str, Callable[[np.random.Generator], Sample]] = {
     # 1. elementwise
-    "add": lambda r: [((_n(r, 3, 4), _n(r, 3, 4)), {}), ((_n(r, 3, 4), _n(r, 4)), {}), ((_n(r, 2, 1, 3), _n(r, 4, 1)), {})],
+    "add": lambda r: [
+        ((_n(r, 3, 4), _n(r, 3, 4)), {}),
+        ((_n(r, 3, 4), _n(r, 4)), {}),
+        ((_n(r, 2, 1, 3), _n(r, 4, 1)), {}),
+    ],
     "subtract": lambda r: [((_n(r, 3, 4), _n(r, 3, 1)), {})],
     "negative": lambda r: [((_n(r, 5),), {})],
     "multiply": lambda r: [((_n(r, 3, 4), _n(r, 3, 4)), {}), ((_n(r, 2, 3), _n(r, 3)), {})],
     "scale": lambda r: [((_n(r, 3, 2),), {"alpha": 2.5})],
     "divide": lambda r: [((_n(r, 3, 4), _pos(r, 3, 4)), {}), ((_n(r, 3), _pos(r, 1)), {})],
-    "power": lambda r: [((_pos(r, 3, 2), _n(r, 3, 2)), {}), ((_n(r, 4), 3), {}), ((_pos(r, 4), 0.5), {})],
+    "power": lambda r: [
+        ((_pos(r, 3, 2), _n(r, 3, 2)), {}),
+        ((_n(r, 4), 3), {}),
+        ((_pos(r, 4), 0.5), {}),
+    ],
     "exp": lambda r: [((_n(r, 3, 2),), {})],
     "log": lambda r: [((_pos(r, 3, 2),), {})],
     "sqrt": lambda r: [((_pos(r, 4),), {})],
@@ -53,7 +63,10 @@ SAMPLES: dict[str, Callable[[np.random.Generator], Sample]] = {
     # 2. activations
     "sigmoid": lambda r: [((_n(r, 3, 4) * 3,), {})],
     "tanh": lambda r: [((_n(r, 3, 4),), {})],
-    "relu": lambda r: [((_away_from_zero(r, (3, 4)),), {}), ((_away_from_zero(r, (5,)),), {"grad_at_zero": 0.5})],
+    "relu": lambda r: [
+        ((_away_from_zero(r, (3, 4)),), {}),
+        ((_away_from_zero(r, (5,)),), {"grad_at_zero": 0.5}),
+    ],
     # 3. matrix products: the lecture's forms x^T a, A x, x^T A, A^T x, X^T A, batched
     "matmul": lambda r: [
         ((_n(r, 4), _n(r, 4)), {}),
@@ -64,11 +77,23 @@ SAMPLES: dict[str, Callable[[np.random.Generator], Sample]] = {
         ((_n(r, 3), _n(r, 2, 3, 4)), {}),
     ],
     "transpose": lambda r: [((_n(r, 3, 4),), {}), ((_n(r, 2, 3, 4),), {"axes": (1, 2, 0)})],
-    "linear": lambda r: [((_n(r, 5, 3), _n(r, 4, 3), _n(r, 4)), {}), ((_n(r, 3), _n(r, 2, 3)), {}), ((_n(r, 2, 2, 3), _n(r, 4, 3), _n(r, 4)), {})],
+    "linear": lambda r: [
+        ((_n(r, 5, 3), _n(r, 4, 3), _n(r, 4)), {}),
+        ((_n(r, 3), _n(r, 2, 3)), {}),
+        ((_n(r, 2, 2, 3), _n(r, 4, 3), _n(r, 4)), {}),
+    ],
     # 4. reductions and shapes
-    "sum": lambda r: [((_n(r, 3, 4),), {}), ((_n(r, 3, 4),), {"axis": 0}), ((_n(r, 2, 3, 4),), {"axis": (0, 2), "keepdims": True})],
+    "sum": lambda r: [
+        ((_n(r, 3, 4),), {}),
+        ((_n(r, 3, 4),), {"axis": 0}),
+        ((_n(r, 2, 3, 4),), {"axis": (0, 2), "keepdims": True}),
+    ],
     "mean": lambda r: [((_n(r, 3, 4),), {}), ((_n(r, 3, 4),), {"axis": 1})],
-    "max": lambda r: [((_distinct(r, (3, 4)),), {}), ((_distinct(r, (3, 4)),), {"axis": 1}), ((_distinct(r, (3, 4)),), {"axis": 0, "keepdims": True})],
+    "max": lambda r: [
+        ((_distinct(r, (3, 4)),), {}),
+        ((_distinct(r, (3, 4)),), {"axis": 1}),
+        ((_distinct(r, (3, 4)),), {"axis": 0, "keepdims": True}),
+    ],
     "broadcast_to": lambda r: [((_n(r, 3, 1),), {"shape": (2, 3, 4)})],
     "reshape": lambda r: [((_n(r, 3, 4),), {"shape": (2, 6)})],
     "cast": lambda r: [((_n(r, 3),), {"dtype": np.dtype(np.float64)})],
@@ -81,9 +106,18 @@ SAMPLES: dict[str, Callable[[np.random.Generator], Sample]] = {
         ((_n(r, 2, 3),), {"shape": (4, 3), "index": (slice(1, 3),)}),
         ((_n(r, 3),), {"shape": (4,), "index": (np.array([0, 2, 0]),)}),
     ],
-    "concat": lambda r: [((_n(r, 2, 3), _n(r, 1, 3)), {}), ((_n(r, 2, 3), _n(r, 2, 2)), {"axis": 1})],
-    "stack": lambda r: [((_n(r, 2, 3), _n(r, 2, 3)), {}), ((_n(r, 3), _n(r, 3), _n(r, 3)), {"axis": 1})],
-    "split": lambda r: [((_n(r, 6, 2),), {"sections": 3}), ((_n(r, 2, 5),), {"sections": [2, 3], "axis": 1})],
+    "concat": lambda r: [
+        ((_n(r, 2, 3), _n(r, 1, 3)), {}),
+        ((_n(r, 2, 3), _n(r, 2, 2)), {"axis": 1}),
+    ],
+    "stack": lambda r: [
+        ((_n(r, 2, 3), _n(r, 2, 3)), {}),
+        ((_n(r, 3), _n(r, 3), _n(r, 3)), {"axis": 1}),
+    ],
+    "split": lambda r: [
+        ((_n(r, 6, 2),), {"sections": 3}),
+        ((_n(r, 2, 5),), {"sections": [2, 3], "axis": 1}),
+    ],
     # 5. convolution and pooling
     "unfold": lambda r: [
         ((_n(r, 2, 2, 5, 4),), {"window": (3, 2)}),
@@ -107,7 +141,10 @@ SAMPLES: dict[str, Callable[[np.random.Generator], Sample]] = {
         ((_distinct(r, (1, 1, 5, 5)),), {"kernel_size": 2}),
         ((_distinct(r, (1, 2, 5, 6)),), {"kernel_size": (2, 3), "stride": 1}),
     ],
-    "avg_pool2d": lambda r: [((_n(r, 2, 2, 4, 4),), {"kernel_size": 2}), ((_n(r, 1, 1, 5, 5),), {"kernel_size": 3, "stride": 2})],
+    "avg_pool2d": lambda r: [
+        ((_n(r, 2, 2, 4, 4),), {"kernel_size": 2}),
+        ((_n(r, 1, 1, 5, 5),), {"kernel_size": 3, "stride": 2}),
+    ],
     # 6. softmax and errors
     "softmax": lambda r: [((_n(r, 3, 4),), {}), ((_n(r, 3, 4),), {"axis": 0})],
     "log_softmax": lambda r: [((_n(r, 3, 4),), {})],
@@ -116,5 +153,8 @@ SAMPLES: dict[str, Callable[[np.random.Generator], Sample]] = {
         ((r.dirichlet(np.ones(5)), np.array(2)), {}),
     ],
     "mse": lambda r: [((_n(r, 3, 2), _n(r, 3, 2)), {}), ((_n(r, 4), _n(r, 4)), {"half": True})],
-    "softmax_cross_entropy": lambda r: [((_n(r, 4, 5) * 2, np.array([0, 4, 2, 2])), {}), ((_n(r, 3), np.array(1)), {})],
+    "softmax_cross_entropy": lambda r: [
+        ((_n(r, 4, 5) * 2, np.array([0, 4, 2, 2])), {}),
+        ((_n(r, 3), np.array(1)), {}),
+    ],
 }

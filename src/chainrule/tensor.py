@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from .backend import xp
@@ -104,7 +105,6 @@ class Rule:
     is how the same vector-Jacobian products serve both the fast path (arrays) and
     ``create_graph`` (Tensors).
     """
-
 
     def __init__(self, forward: Callable, saves: bool = False) -> None:
         self.name = forward.__name__
@@ -202,10 +202,12 @@ class Tensor:
     __slots__ = ("data", "grad", "requires_grad", "_ctx", "name", "_retain", "__weakref__")
     __array_ufunc__ = None  # ndarray (op) Tensor defers to Tensor's reflected operator
 
-    def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None, name: str | None = None):
+    def __init__(
+        self, data: Any, requires_grad: bool = False, dtype: Any = None, name: str | None = None
+    ):
         self.data = _as_array(data, dtype)
         self.grad = None
-        self._ctx = None
+        self._ctx: Any = None  # (rule, args, params, saved) of the op that made it
         self.name = name
         self._retain = False
         self.requires_grad = False
@@ -285,7 +287,14 @@ class Tensor:
     def detach(self) -> Tensor:
         """The same values, cut off from the graph (shares memory)."""
         t = Tensor.__new__(Tensor)
-        t.data, t.grad, t.requires_grad, t._ctx, t.name, t._retain = self.data, None, False, None, None, False
+        t.data, t.grad, t.requires_grad, t._ctx, t.name, t._retain = (
+            self.data,
+            None,
+            False,
+            None,
+            None,
+            False,
+        )
         return t
 
     def astype(self, dtype: Any) -> Tensor:
@@ -336,7 +345,7 @@ class Tensor:
         return _r.multiply(other, self)
 
     def __truediv__(self, other: Any) -> Tensor:
-        if isinstance(other, numbers.Number) and other != 0:
+        if isinstance(other, (int, float)) and other != 0:
             return _r.scale(self, alpha=1.0 / other)
         return _r.divide(self, other)
 
@@ -440,7 +449,9 @@ def _data(x: Any) -> Any:
     return x.data if isinstance(x, Tensor) else x
 
 
-def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, name: str | None = None) -> Tensor:
+def tensor(
+    data: Any, requires_grad: bool = False, dtype: Any = None, name: str | None = None
+) -> Tensor:
     """A new leaf Tensor holding ``data`` (array-like) as a NumPy array of ``dtype``."""
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)
 
@@ -458,11 +469,15 @@ def _seed(out: Tensor, grad: Any) -> Any:
         return xp.ones_like(out.data)
     g = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=out.dtype)
     if g.shape != out.shape:
-        raise ShapeError(f"backward(): grad has shape {g.shape} but the output has shape {out.shape}")
+        raise ShapeError(
+            f"backward(): grad has shape {g.shape} but the output has shape {out.shape}"
+        )
     return g
 
 
-def topological_order(roots: Sequence[Tensor], stop: set[int] | frozenset = frozenset()) -> list[Tensor]:
+def topological_order(
+    roots: Sequence[Tensor], stop: AbstractSet[int] = frozenset()
+) -> list[Tensor]:
     """Tensors that require grad and lead to ``roots``, each after all of its inputs.
 
     The walk does not go past tensors whose id is in ``stop``.
@@ -516,7 +531,7 @@ def _backprop(
     """
     wanted_ids = {id(w) for w in wanted}
     grads: dict[int, Any] = {}
-    for r, s in zip(roots, seeds):
+    for r, s in zip(roots, seeds, strict=True):
         grads[id(r)] = grads[id(r)] + s if id(r) in grads else s
     result: dict[int, Any] = {}
     owned: set[int] = set()  # ids of arrays already stored as some leaf's .grad in this pass
@@ -614,7 +629,7 @@ def autograd_grad(
         if not isinstance(o, Tensor) or not o.requires_grad:
             raise GraphError("the output does not depend on any input that requires grad")
     seeds = []
-    for o, go in zip(outs, grad_outputs):
+    for o, go in zip(outs, grad_outputs, strict=True):
         if create_graph and isinstance(go, Tensor):
             seeds.append(go)
         else:
@@ -638,4 +653,3 @@ def autograd_grad(
 
 
 from . import rules as _r  # noqa: E402  (the table imports Tensor; operators need the table)
-

@@ -11,7 +11,16 @@ import importlib
 import sys
 
 # one module per subcommand, in the order of the lecture; each has add_parser(subparsers)
-SUBCOMMANDS = ("gradcheck", "graph", "optimize", "critical", "train", "evaluate", "predict", "approx")
+SUBCOMMANDS = (
+    "gradcheck",
+    "graph",
+    "optimize",
+    "critical",
+    "train",
+    "evaluate",
+    "predict",
+    "approx",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,9 +14,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "inputs. Prints rule, formula, max error, PASS/FAIL; exits non-zero on any failure.",
     )
     p.add_argument("rules", nargs="*", help="only these rules (default: all)")
-    p.add_argument("--order", type=int, choices=(1, 2), default=None,
-                   help="1: gradients; 2: derivatives of the backward rules too (default: both)")
-    p.add_argument("--verbose", "-v", action="store_true", help="print the worst element of each check")
+    p.add_argument(
+        "--order",
+        type=int,
+        choices=(1, 2),
+        default=None,
+        help="1: gradients; 2: derivatives of the backward rules too (default: both)",
+    )
+    p.add_argument(
+        "--verbose", "-v", action="store_true", help="print the worst element of each check"
+    )
     p.set_defaults(run=run)
 
 
@@ -29,7 +36,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown rule(s) {', '.join(unknown)}; known: {', '.join(table())}")
     orders = (args.order,) if args.order else (1, 2)
     width = max(len(n) for n in names)
-    header = f"{'rule':<{width}}  " + "  ".join(f"{'order ' + str(o):>9}" for o in orders) + "  result  formula"
+    header = (
+        f"{'rule':<{width}}  "
+        + "  ".join(f"{'order ' + str(o):>9}" for o in orders)
+        + "  result  formula"
+    )
     print(header)
     print("-" * len(header))
     failed = 0
@@ -43,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
             for r in rows:
                 if r.report is not None and (args.verbose or not r.ok):
                     print("    " + str(r.report).replace("\n", "\n    "))
-    print(f"\n{len(names) - failed} of {len(names)} rules pass"
-          + (" (orders " + ", ".join(map(str, orders)) + ")" if len(orders) > 1 else ""))
+    print(
+        f"\n{len(names) - failed} of {len(names)} rules pass"
+        + (" (orders " + ", ".join(map(str, orders)) + ")" if len(orders) > 1 else "")
+    )
     return 1 if failed else 0
