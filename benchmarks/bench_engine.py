@@ -42,17 +42,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness as harness  # noqa: E402
+from _harness import configure_threads  # noqa: E402
 
-def _configure_threads(argv: list[str]) -> None:
-    """Thread counts that must be in the environment before NumPy loads its BLAS."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--threads", type=int, default=2)
-    known, _ = pre.parse_known_args(argv[1:])
-    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, str(max(1, known.threads)))
-
-
-_configure_threads(sys.argv)
+configure_threads(sys.argv)
 
 import numpy as np  # noqa: E402
 
@@ -272,24 +266,20 @@ def interleaved(
     steps: dict[str, Callable[[], None]], reps: int, block_s: float, settle_s: float = 0.0
 ) -> dict[str, float]:
     """Median seconds per step of each implementation, the implementations timed in turns."""
-    names = list(steps)
     for f in steps.values():  # warm up: caches, allocator, thread pools
         for _ in range(3):
             f()
-    inner = {n: _block_size(steps[n], block_s) for n in names}
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for rep in range(reps):
-        k = rep % len(names)
-        for n in names[k:] + names[:k]:  # rotate who goes first
-            f, m = steps[n], inner[n]
-            if settle_s:
-                time.sleep(settle_s)  # the previous block's thread pool goes to sleep
-                f()  # wake this one's
-            t0 = time.perf_counter()
+    inner = {n: _block_size(f, block_s) for n, f in steps.items()}
+
+    def block(f: Callable[[], None], m: int) -> Callable[[], None]:
+        def run() -> None:
             for _ in range(m):
                 f()
-            times[n].append((time.perf_counter() - t0) / m)
-    return {n: float(np.median(v)) for n, v in times.items()}
+
+        return run
+
+    blocks = {n: block(f, inner[n]) for n, f in steps.items()}
+    return harness.interleaved(blocks, reps, settle_s, wake=steps, per_block=inner)
 
 
 def _fmt(seconds: float) -> str:
@@ -307,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=None, help="timed repetitions per implementation")
     p.add_argument(
         "--threads", type=int, default=2, help="threads of PyTorch and of NumPy's BLAS (default 2)"
-    )
+    )  # read before NumPy is imported, by _harness.configure_threads
     p.add_argument(
         "--settle",
         type=float,

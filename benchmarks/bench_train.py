@@ -10,6 +10,11 @@ alternates between the two frameworks, repetition by repetition, in this one pro
 machines are noisy: ratios hold, absolute times drift); the median over repetitions is
 reported. A step is: forward, softmax cross-entropy, backward, optimiser update.
 
+Threads and settling as in bench_engine.py (benchmarks/_harness.py): both frameworks get
+``--threads`` threads (default 2), and each timed block starts after a ``--settle`` pause in
+which the other framework's idle thread pool goes to sleep. ``chainrule.backend.
+tune_allocator()`` is called first, as ``chainrule train`` does (``--no-tune-allocator``).
+
 Peak memory is measured in two fresh child processes per model (one per framework), each
 taking the same steps:
   * "peak RSS growth": the peak resident set size during the steps minus the resident size
@@ -26,20 +31,24 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
-import time
 import tracemalloc
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness as harness  # noqa: E402
+
+THREADS = harness.configure_threads(sys.argv)  # before NumPy loads its BLAS
+
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 import chainrule as cr  # noqa: E402
 from chainrule import models, optim  # noqa: E402
+from chainrule.backend import tune_allocator  # noqa: E402
 
 LR, MOMENTUM = 0.01, 0.9
 
@@ -113,10 +122,10 @@ def make_torch(name: str, weights: dict[str, np.ndarray]):
     return net, step
 
 
-def time_pair(name: str, batch: int, steps: int, reps: int) -> dict:
+def time_pair(name: str, batch: int, steps: int, reps: int, settle_s: float) -> dict:
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     data = batches(batch, steps)
     cr_model, cr_step = make_chainrule(name)
     _, t_step = make_torch(name, cr_model.state_dict())
@@ -126,17 +135,23 @@ def time_pair(name: str, batch: int, steps: int, reps: int) -> dict:
     for f in (cr_step, t_step):  # warm-up
         for x, y in data[:5]:
             f(x, y)
-    times: dict[str, list[float]] = {"chainrule": [], "torch": []}
-    for r in range(reps):
-        order = [("chainrule", cr_step), ("torch", t_step)]
-        if r % 2:
-            order.reverse()
-        for label, f in order:
-            t0 = time.perf_counter()
+
+    def block(f):
+        def run() -> None:
             for x, y in data:
                 f(x, y)
-            times[label].append(time.perf_counter() - t0)
-    med = {k: statistics.median(v) for k, v in times.items()}
+
+        return run
+
+    def wake(f):
+        return lambda: f(*data[0])
+
+    med = harness.interleaved(
+        {"chainrule": block(cr_step), "torch": block(t_step)},
+        reps,
+        settle_s,
+        wake={"chainrule": wake(cr_step), "torch": wake(t_step)},
+    )
     tput = {k: batch * steps / v for k, v in med.items()}
     return {
         "model": name,
@@ -179,7 +194,7 @@ def memory_child(name: str, framework: str, batch: int, steps: int) -> dict:
     """Run in a fresh process: peak RSS growth (and NumPy's traced peak) over ``steps`` steps."""
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     data = batches(batch, steps)
     cr_model, cr_step = make_chainrule(name)
     step = cr_step if framework == "chainrule" else make_torch(name, cr_model.state_dict())[1]
@@ -206,6 +221,8 @@ def memory(name: str, framework: str, batch: int, steps: int) -> dict:
         str(batch),
         "--steps",
         str(steps),
+        "--threads",
+        str(THREADS),
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -220,10 +237,25 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=7, help="timed repetitions per framework")
     ap.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
     ap.add_argument(
+        "--threads", type=int, default=2, help="threads of PyTorch and of NumPy's BLAS (default 2)"
+    )
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=harness.DEFAULT_SETTLE_S,
+        help="pause in seconds before each timed block, for idle thread pools to sleep",
+    )
+    ap.add_argument(
+        "--no-tune-allocator",
+        action="store_true",
+        help="leave glibc's allocator as it is (see chainrule.backend.tune_allocator)",
+    )
+    ap.add_argument(
         "--memory-child", nargs=2, metavar=("MODEL", "FRAMEWORK"), help=argparse.SUPPRESS
     )
     ap.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     args = ap.parse_args()
+    tuned = False if args.no_tune_allocator else tune_allocator()  # as `chainrule train` does
     if args.memory_child:
         name, framework = args.memory_child
         print(json.dumps(memory_child(name, framework, args.batch, args.steps)))
@@ -234,7 +266,8 @@ def main() -> None:
     print(
         f"chainrule vs PyTorch {torch.__version__}: SGD lr {LR} momentum {MOMENTUM}, float32, "
         f"batch {args.batch}, {args.steps} steps x {args.reps} interleaved repetitions, "
-        f"torch threads 2, NumPy {np.__version__}"
+        f"{THREADS} thread(s) each, {args.settle:g} s settle, allocator tuned: {tuned}, "
+        f"NumPy {np.__version__}; load average {os.getloadavg()[0]:.2f}"
     )
     header = (
         f"{'model':<6} {'chainrule ms/step':>17} {'torch ms/step':>13} "
@@ -244,7 +277,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for name in args.models:
-        r = time_pair(name, args.batch, args.steps, args.reps)
+        r = time_pair(name, args.batch, args.steps, args.reps, args.settle)
         mem = ""
         if not args.no_memory:
             mc = memory(name, "chainrule", args.batch, args.steps)

@@ -56,6 +56,55 @@ def test_fold_is_the_adjoint_of_unfold(shape, window, stride, padding):
     assert np.sum(cols * y) == pytest.approx(np.sum(x * folded), rel=1e-12)
 
 
+def unfold_wide_by_definition(x, window, padding):
+    """cols[r, s].flat[q] = u_r[q + s] (0 past the end), u_r = rows r .. r + Ho - 1, flat."""
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    n, c, hp, wp = xp.shape
+    fr, fc = window
+    ho = hp - fr + 1
+    m = c * n * ho * wp
+    out = np.zeros((fr, fc, m), dtype=x.dtype)
+    for r in range(fr):
+        u = xp.transpose(1, 0, 2, 3)[:, :, r : r + ho].reshape(-1)
+        for s in range(fc):
+            for q in range(m):
+                if q + s < m:
+                    out[r, s, q] = u[q + s]
+    return out.reshape(fr, fc, c, n, ho, wp)
+
+
+WIDE = [((2, 3, 6, 5), (3, 2), 0), ((1, 2, 7, 7), (3, 3), 1), ((2, 1, 4, 4), (4, 4), 2)]
+
+
+@pytest.mark.parametrize(("shape", "window", "padding"), WIDE)
+def test_wide_unfold_matches_its_definition_and_the_plain_windows(shape, window, padding):
+    x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+    got = backend.unfold(x, window, 1, padding, wide=True)
+    np.testing.assert_array_equal(got, unfold_wide_by_definition(x, window, padding))
+    plain = backend.unfold(x, window, 1, padding)  # N C Fr Fc Ho Wo
+    wo = plain.shape[-1]
+    np.testing.assert_array_equal(got[..., :wo].transpose(3, 2, 0, 1, 4, 5), plain)
+
+
+@pytest.mark.parametrize(("shape", "window", "padding"), WIDE)
+def test_wide_fold_is_the_adjoint_of_wide_unfold(shape, window, padding):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape)
+    cols = backend.unfold(x, window, 1, padding, wide=True)
+    y = rng.standard_normal(cols.shape)
+    folded = backend.fold(y, shape, 1, padding, wide=True)
+    assert folded.shape == shape and folded.flags.c_contiguous
+    assert np.sum(cols * y) == pytest.approx(np.sum(x * folded), rel=1e-12)
+
+
+def test_wide_layout_needs_stride_one():
+    x = np.zeros((1, 1, 5, 5))
+    with pytest.raises(ValueError, match="stride 1"):
+        backend.unfold(x, (2, 2), 2, 0, wide=True)
+    with pytest.raises(ValueError, match="stride 1"):
+        backend.fold(np.zeros((2, 2, 1, 1, 4, 5)), (1, 1, 5, 5), 2, 0, wide=True)
+
+
 def test_fold_counts_how_often_each_element_is_copied():
     ones = np.ones((1, 1, 4, 4))
     cols = backend.unfold(ones, (3, 3), 1, 0)

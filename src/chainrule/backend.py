@@ -18,6 +18,13 @@ The layout (N, C, Fr, Fc, Ho, Wo) keeps the output positions (Ho, Wo) innermost:
 N x (C Fr Fc) x (Ho Wo) it is each sample's im2col matrix, so the convolution W im2col(x)
 comes out of one batched matrix product already in N x O x Ho x Wo order (no transpose
 copy), and the copies in and out of it read and write whole image rows.
+
+For stride 1 there is also the "wide" pair (:func:`unfold_wide`, :func:`fold_wide`), used when
+de/dx is needed: windows run over whole padded rows (Wp columns per row, the Wp - Wo extra
+ones wrap around the row's end and are discarded by the convolution), so that im2col and
+col2im become Fr*Fc shifted copies / adds of one contiguous block each - col2im's scatter-add
+over short rows was the slowest step of a convolution's backward pass - and the whole batch's
+convolution is one 2-D matrix product (Fr Fc C) x (N Ho Wp).
 """
 
 from __future__ import annotations
@@ -41,8 +48,16 @@ def _pad(x, padding: int):
     return out
 
 
-def unfold(x, window: tuple[int, int], stride: int, padding: int):
-    """im2col: x (N, C, H, W) -> windows (N, C, Fr, Fc, Ho, Wo), a contiguous copy."""
+def unfold(x, window: tuple[int, int], stride: int, padding: int, wide: bool = False):
+    """im2col: x (N, C, H, W) -> windows (N, C, Fr, Fc, Ho, Wo), a contiguous copy.
+
+    ``wide=True`` (stride 1 only): the "wide" layout (Fr, Fc, C, N, Ho, Wp) of
+    :func:`unfold_wide`.
+    """
+    if wide:
+        if stride != 1:
+            raise ValueError(f"unfold: the wide layout needs stride 1, got {stride}")
+        return unfold_wide(x, window, padding)
     fr, fc = window
     x = _pad(x, padding)
     n, c, h, w = x.shape
@@ -56,8 +71,68 @@ def unfold(x, window: tuple[int, int], stride: int, padding: int):
     return xp.ascontiguousarray(win.transpose(0, 1, 4, 5, 2, 3))
 
 
-def fold(cols, x_shape: tuple[int, ...], stride: int, padding: int):
-    """col2im, adjoint of :func:`unfold`: (N, C, Fr, Fc, Ho, Wo) -> (N, C, H, W) by scatter-add."""
+def _rows_from(x_shape: tuple[int, ...], padding: int, dtype):
+    """Zeros (C, N, Hp, Wp): the padded images, channel-major."""
+    n, c, h, w = x_shape
+    return xp.zeros((c, n, h + 2 * padding, w + 2 * padding), dtype=dtype)
+
+
+def unfold_wide(x, window: tuple[int, int], padding: int):
+    """Stride-1 im2col over whole padded rows: x (N, C, H, W) -> (Fr, Fc, C, N, Ho, Wp).
+
+    With U_r[c, n, i, j] = xpad[n, c, i + r, j] (Ho rows of the padded images from row r on,
+    all of width Wp) read as one long row u_r of length M = C N Ho Wp,
+
+        cols[r, s].flat[q] = u_r[q + s]     (0 where q + s >= M)
+
+    so for j < Wo, ``cols[r, s, c, n, i, j] = xpad[n, c, i + r, j + s]``: the window entry
+    (r, s) of output position (i, j). The columns j >= Wo wrap around a row's end; a
+    convolution computes and discards them. In exchange the Fr Fc copies (and the adds of
+    :func:`fold_wide`) each run over one contiguous block, and the matrix
+    (Fr Fc C) x (N Ho Wp) makes a convolution ONE 2-D matrix product.
+    """
+    fr, fc = window
+    n, c, h, w = x.shape
+    img = _rows_from(x.shape, padding, x.dtype)
+    img[:, :, padding : padding + h, padding : padding + w] = x.transpose(1, 0, 2, 3)
+    hp, wp = img.shape[2:]
+    ho = hp - fr + 1
+    m = c * n * ho * wp
+    cols = xp.empty((fr, fc, m), dtype=x.dtype)
+    for r in range(fr):
+        u = img[:, :, r : r + ho].reshape(m)  # a copy: rows r .. r + Ho - 1 of every image
+        for s in range(fc):
+            cols[r, s, : m - s] = u[s:]
+            cols[r, s, m - s :] = 0
+    return cols.reshape(fr, fc, c, n, ho, wp)
+
+
+def fold_wide(cols, x_shape: tuple[int, ...], padding: int):
+    """Adjoint of :func:`unfold_wide`: (Fr, Fc, C, N, Ho, Wp) -> (N, C, H, W) by adds."""
+    n, c, h, w = x_shape
+    fr, fc, _, _, ho, wp = cols.shape
+    img = _rows_from(x_shape, padding, cols.dtype)
+    m = c * n * ho * wp
+    cols = cols.reshape(fr, fc, m)
+    u = xp.empty(m, dtype=cols.dtype)
+    for r in range(fr):
+        u[...] = cols[r, 0]
+        for s in range(1, fc):
+            u[s:] += cols[r, s, : m - s]
+        img[:, :, r : r + ho] += u.reshape(c, n, ho, wp)
+    img = img[:, :, padding : padding + h, padding : padding + w]
+    return xp.ascontiguousarray(img.transpose(1, 0, 2, 3))
+
+
+def fold(cols, x_shape: tuple[int, ...], stride: int, padding: int, wide: bool = False):
+    """col2im, adjoint of :func:`unfold`: (N, C, Fr, Fc, Ho, Wo) -> (N, C, H, W) by scatter-add.
+
+    ``wide=True``: the adjoint of the wide layout, :func:`fold_wide`.
+    """
+    if wide:
+        if stride != 1:
+            raise ValueError(f"fold: the wide layout needs stride 1, got {stride}")
+        return fold_wide(cols, x_shape, padding)
     n, c, h, w = x_shape
     _, _, fr, fc, ho, wo = cols.shape
     hp, wp = h + 2 * padding, w + 2 * padding

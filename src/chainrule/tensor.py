@@ -507,6 +507,8 @@ def sum_to_shape(g: Any, shape: tuple[int, ...]) -> Any:
     if g.shape == shape:
         return g
     lead = g.ndim - len(shape)
+    if lead > 0 and g.shape[lead:] == shape:  # only leading axes added (a bias over a batch)
+        return g.sum(axis=tuple(range(lead)))  # a fresh array: no reshape, no copy later
     axes = tuple(range(lead)) + tuple(
         i + lead for i, n in enumerate(shape) if n == 1 and g.shape[i + lead] != 1
     )

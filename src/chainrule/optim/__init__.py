@@ -154,6 +154,7 @@ class SGD(Optimizer):
         if nesterov and self.momentum == 0:
             raise ValueError("nesterov momentum needs momentum > 0")
         self.weight_decay, self.nesterov = float(weight_decay), bool(nesterov)
+        self._scratch: list[np.ndarray | None] = [None] * len(self.params)  # not state: scratch
 
     @property
     def velocity(self) -> list[np.ndarray | None]:
@@ -171,6 +172,7 @@ class SGD(Optimizer):
     def step(self) -> None:
         lr, mu, wd = self.lr, self.momentum, self.weight_decay
         velocity = self.state["velocity"]
+        scratch = self._scratch
         for i, p in enumerate(self.params):
             g = p.grad
             if g is None:
@@ -185,7 +187,13 @@ class SGD(Optimizer):
                     v *= mu
                     v += g
                 g = g + mu * v if self.nesterov else v
-            p.data -= lr * g
+            # h <- h - lr g without a fresh temporary: lr g goes into a scratch array kept
+            # per parameter (a new array per step costs page faults on large weights)
+            buf = scratch[i]
+            if buf is None or buf.shape != g.shape or buf.dtype != g.dtype:
+                buf = scratch[i] = np.empty_like(g)
+            np.multiply(g, lr, out=buf)
+            p.data -= buf
         self.steps += 1
 
 
