@@ -97,8 +97,7 @@ class Construction:
 
     def node_points(self) -> np.ndarray:
         """All grid nodes as an array of shape (n_1 ... n_K, K), in the order of ``values``."""
-        mesh = np.meshgrid(*self.nodes, indexing="ij")
-        return np.stack([m.ravel() for m in mesh], axis=1)
+        return grid_points(self.nodes)
 
 
 class ConstructedNetwork(Sequential):
@@ -178,6 +177,43 @@ def grid_nodes(domain: Domain, spacing: Sequence[float]) -> tuple[np.ndarray, ..
     return tuple(
         np.linspace(lo, hi, intervals(lo, hi, d) + 1)
         for (lo, hi), d in zip(domain, spacing, strict=True)
+    )
+
+
+def grid_points(axes: Sequence[np.ndarray]) -> np.ndarray:
+    """The tensor grid of the 1-D ``axes`` as points (n_1 ... n_K, K), in 'ij' order."""
+    mesh = np.meshgrid(*axes, indexing="ij")
+    return np.stack([m.ravel() for m in mesh], axis=1)
+
+
+def sample_grid(
+    f: Callable[[np.ndarray], Any],
+    box: Domain,
+    spacing: Sequence[float],
+    what: str,
+    max_neurons: int,
+    max_parameters: int,
+) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """The grid nodes of ``box`` (steps <= spacing) and f at all of them, (n_1 ... n_K, M).
+
+    A grid with more nodes than ``max_neurons`` is refused before any array of its size.
+    """
+    nodes = grid_nodes(box, spacing)
+    check_budget(math.prod(g.size for g in nodes), 0, max_neurons, max_parameters, what)
+    return nodes, sample(f, grid_points(nodes))
+
+
+def grid_construction(
+    method: str, box: Domain, nodes: tuple[np.ndarray, ...], values: np.ndarray
+) -> Construction:
+    """The record of a K-input construction from f's ``values`` (n_1 ... n_K, M) at ``nodes``."""
+    return Construction(
+        method=method,
+        domain=box,
+        spacing=tuple(float(g[1] - g[0]) for g in nodes),
+        nodes=nodes,
+        values=values.reshape(*(g.size for g in nodes), -1),
+        f_min=values.min(axis=0),
     )
 
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..nn import Linear, Module, Sequential
 from ..tensor import no_grad
-from .construct import MAX_NEURONS, MAX_PARAMETERS, construct, parse_domain, sample
+from .construct import MAX_NEURONS, MAX_PARAMETERS, construct, grid_points, parse_domain, sample
 from .regions import evaluate
 
 __all__ = [
@@ -234,8 +234,7 @@ def partition_of_unity(net: Sequential, points_per_cell: int = 2) -> tuple[float
         )
         for g in c.nodes
     ]
-    mesh = np.meshgrid(*axes, indexing="ij")
-    x = np.stack([m.ravel() for m in mesh], axis=1)
+    x = grid_points(axes)
     total = building_blocks(net, x).sum(axis=1)
     return float(total.min()), float(total.max())
 
@@ -278,8 +277,7 @@ def error_report(
         np.linspace(lo, hi, m)
         for (lo, hi), m in zip(box, _grid_sizes(net, box, points), strict=True)
     ]
-    mesh = np.meshgrid(*axes, indexing="ij")
-    x = np.stack([m.ravel() for m in mesh], axis=1)
+    x = grid_points(axes)
     keep = np.ones(x.shape[0], dtype=bool)
     for lo, hi in exclude:  # f need not even be defined at a jump
         keep &= ~((x[:, 0] > lo) & (x[:, 0] < hi))
@@ -302,11 +300,12 @@ def error_report(
     if spacing is not None:
         if second is None or slope is None:
             steps = [float(a[1] - a[0]) for a in axes]
-            valid = np.ones([m - 2 for m in mesh[0].shape], dtype=bool)
+            grid = tuple(a.size for a in axes)
+            valid = np.ones([m - 2 for m in grid], dtype=bool)
             for lo, hi in exclude:  # stencils reaching into a bridged jump say nothing about f''
                 t = axes[0]
                 valid &= ~((t[:-2] < hi) & (t[2:] > lo))
-            est_second, est_slope = _differences(y.reshape(*mesh[0].shape, -1), steps, valid)
+            est_second, est_slope = _differences(y.reshape(*grid, -1), steps, valid)
             second = est_second if second is None else second
             slope = est_slope if slope is None else slope
         dmax = max(spacing)

@@ -18,22 +18,13 @@ simplex hats (:mod:`chainrule.approx.simplex`) sum to 1 and converge like d^2.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ..nn import ReLU
-from .construct import (
-    ConstructedNetwork,
-    Construction,
-    Domain,
-    check_budget,
-    dense_linear,
-    grid_nodes,
-    sample,
-)
+from .construct import ConstructedNetwork, Domain, dense_linear, grid_construction, sample_grid
 from .layers import Affine, Plan, Ridges, along
 
 __all__ = ["construct_pyramid"]
@@ -62,12 +53,8 @@ def construct_pyramid(
 ) -> ConstructedNetwork:
     """The lecture's 3-layer network of K-dimensional pyramids (not an interpolant for K >= 2)."""
     k = len(box)
-    nodes = grid_nodes(box, spacing)
     what = f"the pyramid network with d = {max(spacing):g} on a {k}-dimensional box"
-    count = math.prod(g.size for g in nodes)
-    check_budget(count, 0, max_neurons, max_parameters, what)
-    mesh = np.meshgrid(*nodes, indexing="ij")
-    values = sample(f, np.stack([m.ravel() for m in mesh], axis=1))
+    nodes, values = sample_grid(f, box, spacing, what, max_neurons, max_parameters)
     lo = np.array([a for a, _ in box])
     ridges = Ridges(lo, np.array([g[1] - g[0] for g in nodes]))
     pyramid: Affine = Affine()
@@ -76,7 +63,8 @@ def construct_pyramid(
     plan = Plan(ridges.count)
     plan.add_layer([pyramid - (k - 1)])
     plan.check(k, values.shape[1], max_neurons, max_parameters, what)
-    f_min = values.min(axis=0)
+    construction = grid_construction("pyramid", box, nodes, values)
+    f_min = construction.f_min
     (layer2,) = plan.build()
     return ConstructedNetwork(
         ridges.layer(),
@@ -84,12 +72,5 @@ def construct_pyramid(
         layer2,
         ReLU(),
         dense_linear((values - f_min).T, f_min),
-        construction=Construction(
-            method="pyramid",
-            domain=box,
-            spacing=tuple(float(g[1] - g[0]) for g in nodes),
-            nodes=nodes,
-            values=values.reshape(*(g.size for g in nodes), -1),
-            f_min=f_min,
-        ),
+        construction=construction,
     )

@@ -28,22 +28,13 @@ complexity multiplies with the input dimension (the lecture's remark on complexi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ..nn import ReLU
-from .construct import (
-    ConstructedNetwork,
-    Construction,
-    Domain,
-    check_budget,
-    dense_linear,
-    grid_nodes,
-    sample,
-)
+from .construct import ConstructedNetwork, Domain, dense_linear, grid_construction, sample_grid
 from .layers import Affine, Plan, Ridges, along
 
 __all__ = ["freudenthal_hat", "construct_simplex"]
@@ -133,31 +124,14 @@ def construct_simplex(
     if form not in ("ridge", "tree"):
         raise ValueError(f"form must be 'ridge' or 'tree', got {form!r}")
     k = len(box)
-    nodes = grid_nodes(box, spacing)
     what = f"the simplex network with d = {max(spacing):g} on a {k}-dimensional box"
-    count = math.prod(g.size for g in nodes)
-    check_budget(count, 0, max_neurons, max_parameters, what)  # before any array of that size
-    values = sample(f, _node_points(nodes))
+    nodes, values = sample_grid(f, box, spacing, what, max_neurons, max_parameters)
     ridges, plan = _plan(nodes, box, form)
     plan.check(k, values.shape[1], max_neurons, max_parameters, what)
-    f_min = values.min(axis=0)
+    construction = grid_construction("simplex", box, nodes, values)
+    f_min = construction.f_min
     layers: list[Any] = [ridges.layer(), ReLU()]
     for layer in plan.build():
         layers += [layer, ReLU()]
     layers.append(dense_linear((values - f_min).T, f_min))
-    return ConstructedNetwork(
-        *layers,
-        construction=Construction(
-            method="simplex",
-            domain=box,
-            spacing=tuple(float(g[1] - g[0]) for g in nodes),
-            nodes=nodes,
-            values=values.reshape(*(g.size for g in nodes), -1),
-            f_min=f_min,
-        ),
-    )
-
-
-def _node_points(nodes: tuple[np.ndarray, ...]) -> np.ndarray:
-    mesh = np.meshgrid(*nodes, indexing="ij")
-    return np.stack([m.ravel() for m in mesh], axis=1)
+    return ConstructedNetwork(*layers, construction=construction)
