@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from .common import add_vars, pairs
+
 EXAMPLES = """\
 examples:
   chainrule approx "sin(3*x)" --domain -3 3 --d 0.05 --plot a.png
@@ -46,12 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--d", type=float, required=True, help="grid step (the width of half a triangle)"
     )
-    p.add_argument(
-        "--vars",
-        nargs="+",
-        metavar="NAME",
-        help="the variables in input order (default: those used, x y z first)",
-    )
+    add_vars(p)
     p.add_argument(
         "--method",
         choices=("simplex", "pyramid"),
@@ -134,15 +131,7 @@ def _function(args: argparse.Namespace) -> tuple[Callable, tuple[str, ...], list
         count = max(1, len(values) // 2)
         names = ("x", "y", "z")[:count] if count <= 3 else tuple(f"x{i + 1}" for i in range(count))
     k = len(names)
-    if len(values) == 2:
-        domain = [tuple(values)] * k
-    elif len(values) == 2 * k:
-        domain = [tuple(values[2 * i : 2 * i + 2]) for i in range(k)]
-    else:
-        raise ValueError(
-            f"--domain got {len(values)} numbers for {k} variable(s) ({', '.join(names)}): "
-            f"give LO HI once, or once per variable ({2 * k} numbers)"
-        )
+    domain = pairs(values, names, "--domain")
 
     def f(x: np.ndarray) -> np.ndarray:
         columns = [x[:, i] for i in range(k)]

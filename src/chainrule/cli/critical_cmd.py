@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import add_vars, pairs
+
 EXAMPLES = """\
 examples:
   chainrule critical "x**2 - y**2"                      one saddle at the origin
@@ -48,12 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--starts", type=int, default=32, help="number of Newton starts (default 32)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random starts (default 0)")
-    p.add_argument(
-        "--vars",
-        nargs="+",
-        metavar="NAME",
-        help="the variables and their order (default: the names used, x, y, z first)",
-    )
+    add_vars(p)
     p.add_argument("--plot", metavar="FILE", help="write a PNG contour plot (2 variables)")
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     p.set_defaults(run=run)
@@ -69,22 +66,15 @@ def run(args: argparse.Namespace) -> int:
     f = opt.from_expression(args.expression, args.vars)
     names = f.variables
     n = len(names)
-    if len(args.bounds) % 2 or len(args.bounds) // 2 not in (1, n):
-        raise ValueError(
-            f"--bounds needs one pair LO HI, or {n} pairs (one per variable), got "
-            f"{len(args.bounds)} number(s)"
-        )
+    box = pairs(args.bounds, names, "--bounds")
     if args.plot and n != 2:
         raise ValueError(f"--plot draws functions of 2 variables; f has {n} ({', '.join(names)})")
-    pairs = list(zip(args.bounds[::2], args.bounds[1::2], strict=True)) * (
-        n if len(args.bounds) == 2 else 1
-    )
     points = opt.critical_points(
-        f, pairs, n_starts=args.starts, seed=args.seed, progress=sys.stderr.isatty()
+        f, box, n_starts=args.starts, seed=args.seed, progress=sys.stderr.isatty()
     )
-    box = " x ".join(f"[{fmt(lo)}, {fmt(hi)}]" for lo, hi in pairs)
+    where = " x ".join(f"[{fmt(lo)}, {fmt(hi)}]" for lo, hi in box)
     print(str(f))
-    print(f"critical points in {box} (Newton's method on grad f = 0 from {args.starts} starts):")
+    print(f"critical points in {where} (Newton's method on grad f = 0 from {args.starts} starts):")
     counts = {k: sum(p.kind == k for p in points) for k in opt.KINDS}
     summary = ", ".join(f"{c} {WORDS[k][c != 1]}" for k, c in counts.items() if c)
     if points:
@@ -93,6 +83,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("no critical points found: try a larger box (--bounds) or more --starts")
     if args.plot:
-        opt.contour_plot(f, bounds=pairs, points=points, file=args.plot, title=str(f), names=names)
+        opt.contour_plot(f, bounds=box, points=points, file=args.plot, title=str(f), names=names)
         print(f"wrote {args.plot}")
     return 0

@@ -30,10 +30,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from chainrule.check import check_rule, table
 
-    names = args.rules or list(table())
-    unknown = [n for n in names if n not in table()]
+    known = table()
+    names = args.rules or list(known)
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown rule(s) {', '.join(unknown)}; known: {', '.join(table())}")
+        raise ValueError(f"unknown rule(s) {', '.join(unknown)}; known: {', '.join(known)}")
     orders = (args.order,) if args.order else (1, 2)
     width = max(len(n) for n in names)
     header = (

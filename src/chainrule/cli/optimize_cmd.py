@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import add_vars, pairs
+
 EXAMPLES = """\
 examples:
   chainrule optimize "(1-x)**2 + 100*(y-x**2)**2" --x0 -1.2 1
@@ -39,12 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="the start, one value per variable in the order x, y, z, then the others "
         "(see --vars); default: all zeros",
     )
-    p.add_argument(
-        "--vars",
-        nargs="+",
-        metavar="NAME",
-        help="the variables and their order (default: the names used, x, y, z first)",
-    )
+    add_vars(p)
     p.add_argument(
         "--step",
         default=None,
@@ -108,15 +105,7 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         x0 = np.array(args.x0)
-    bounds = None
-    if args.bounds is not None:
-        if len(args.bounds) % 2 or len(args.bounds) // 2 not in (1, n):
-            raise ValueError(
-                f"--bounds needs one pair LO HI, or {n} pairs (one per variable), got "
-                f"{len(args.bounds)} number(s)"
-            )
-        bounds = list(zip(args.bounds[::2], args.bounds[1::2], strict=True))
-        bounds = bounds * n if len(bounds) == 1 else bounds
+    bounds = None if args.bounds is None else pairs(args.bounds, names, "--bounds")
     step = _step(opt, args)
     progress = sys.stderr.isatty()
     print(str(f))

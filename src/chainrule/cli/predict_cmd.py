@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from chainrule.train import load_model
     from chainrule.train.predict import classify, is_idx, load_idx_images, load_png, looks_inverted
 
+    if args.top < 1:
+        raise ValueError(f"--top must be >= 1, got {args.top}")
     model, ckpt = load_model(args.checkpoint)
     c, h, w = ckpt.architecture["input_shape"]
     if c != 1:

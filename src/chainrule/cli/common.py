@@ -1,0 +1,29 @@
+"""Arguments shared by the subcommands that take a typed function (argparse only: fast start-up)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+
+def add_vars(p: argparse.ArgumentParser) -> None:
+    """``--vars NAME ...``: the variables of the typed expression and their order."""
+    p.add_argument(
+        "--vars",
+        nargs="+",
+        metavar="NAME",
+        help="the variables and their order (default: the names used, x, y, z first)",
+    )
+
+
+def pairs(values: Sequence[float], names: Sequence[str], flag: str) -> list[tuple[float, float]]:
+    """One (LO, HI) per variable: ``LO HI`` given once (for every variable) or once per variable."""
+    n = len(names)
+    if len(values) == 2:
+        return [(values[0], values[1])] * n
+    if len(values) == 2 * n:
+        return list(zip(values[::2], values[1::2], strict=True))
+    raise ValueError(
+        f"{flag} needs one pair LO HI (for every variable) or one pair per variable: got "
+        f"{len(values)} numbers for {n} variable(s) ({', '.join(names)})"
+    )
