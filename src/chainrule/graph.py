@@ -23,12 +23,12 @@ import inspect
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_write_bytes
 from .backend import xp
 from .tensor import _FREED, GraphError, Rule, Tensor
 
@@ -450,18 +450,6 @@ def lecture_network(seed: int = 0, sizes: tuple[int, int, int] = (3, 4, 2)) -> T
 # ----------------------------------------------------------------------------- files
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def render_svg(dot_text: str, path: str | os.PathLike, dot: str | None = None) -> Path:
     """Run Graphviz ``dot -Tsvg`` on ``dot_text`` and write the SVG to ``path`` (atomically)."""
     exe = dot or shutil.which("dot")
@@ -473,7 +461,7 @@ def render_svg(dot_text: str, path: str | os.PathLike, dot: str | None = None) -
     if proc.returncode != 0:
         raise RuntimeError(f"dot -Tsvg failed: {proc.stderr.decode(errors='replace').strip()}")
     out = Path(path)
-    _write_atomic(out, proc.stdout)
+    atomic_write_bytes(out, proc.stdout)
     return out
 
 
@@ -497,7 +485,7 @@ def write_graphs(
     for which, text in texts.items():
         stem = "graph" if which == "both" else which
         dot_path = folder / f"{stem}.dot"
-        _write_atomic(dot_path, text.encode())
+        atomic_write_bytes(dot_path, text.encode())
         written.append(dot_path)
         if want_svg:
             written.append(render_svg(text, folder / f"{stem}.svg"))

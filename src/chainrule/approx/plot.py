@@ -13,6 +13,7 @@ Each writes the file atomically (a temporary file, then ``os.replace``) and retu
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_write_bytes
 from ..nn import Linear, Module, Sequential
 from .construct import construct, parse_domain, sample
 from .error import SweepResult, building_blocks, error_report
@@ -53,14 +55,9 @@ def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
         )
     if path.parent and not path.parent.exists():
         raise OSError(f"folder {str(path.parent)!r} does not exist")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        fig.savefig(tmp, format=fmt, dpi=120)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=120)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def _title(net: Module, what: str) -> str:

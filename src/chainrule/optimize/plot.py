@@ -12,13 +12,14 @@ figure is a ``matplotlib.figure.Figure`` (no pyplot state) and a file is written
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_write_bytes
 from ..tensor import Tensor, no_grad
 from .critical import CriticalPoint
 from .objective import as_bounds
@@ -206,12 +207,6 @@ def save_png(fig: Any, file: str | os.PathLike[str]) -> None:
     folder = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(folder):
         raise OSError(f"cannot write {target!r}: the folder {folder!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".chainrule-", suffix=".png", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png")
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(target, buf.getvalue())

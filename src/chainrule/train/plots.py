@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import atomic_write_bytes
+from ..atomic import atomic_write_bytes
 
 __all__ = ["plot_curves", "plot_confusion", "plot_misclassified"]
 

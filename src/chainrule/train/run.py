@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import models
+from ..atomic import atomic_write_bytes
 from ..backend import tune_allocator
 from ..data import Dataset
 from ..optim import OPTIMIZERS, SGD, Adam, Optimizer, Schedule, make_schedule
-from .checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint
 from .loop import FitResult, Trainer, say
 from .metrics import Evaluation, evaluate
 
