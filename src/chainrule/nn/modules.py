@@ -29,6 +29,28 @@ def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
+def _weight_and_bias(
+    rng: np.random.Generator | int | None,
+    shape: tuple[int, ...],
+    fan_in: int,
+    init: str,
+    bias: bool,
+    dtype: Any,
+) -> tuple[Parameter, Parameter | None]:
+    """The weight drawn by ``init``, then the bias (PyTorch's uniform draw; zero for other inits).
+
+    The bias is drawn even when it is zeroed, so every init consumes the generator alike.
+    """
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose from {sorted(INITS)}")
+    g = _rng(rng)
+    weight = Parameter(INITS[init](g, shape, dtype=dtype))
+    b = Parameter(pytorch_uniform(g, shape[:1], fan_in=fan_in, dtype=dtype)) if bias else None
+    if b is not None and init != "pytorch":
+        b.data[...] = 0
+    return weight, b
+
+
 class Module:
     """Base class: finds Parameters and sub-Modules among its attributes, in definition order."""
 
@@ -120,18 +142,9 @@ class Linear(Module):
             raise ValueError(
                 f"Linear needs positive sizes, got in={in_features}, out={out_features}"
             )
-        g = _rng(rng)
-        shape = (out_features, in_features)
-        if init not in INITS:
-            raise ValueError(f"unknown init {init!r}; choose from {sorted(INITS)}")
-        self.weight = Parameter(INITS[init](g, shape, dtype=dtype))
-        self.bias = (
-            Parameter(pytorch_uniform(g, (out_features,), fan_in=in_features, dtype=dtype))
-            if bias
-            else None
+        self.weight, self.bias = _weight_and_bias(
+            rng, (out_features, in_features), in_features, init, bias, dtype
         )
-        if self.bias is not None and init != "pytorch":
-            self.bias.data[...] = 0
         self.in_features, self.out_features = in_features, out_features
 
     def forward(self, x: Any) -> Tensor:
@@ -162,19 +175,9 @@ class Conv2d(Module):
             raise ValueError(
                 f"Conv2d needs positive sizes, got {in_channels}->{out_channels}, kernel {k}"
             )
-        if init not in INITS:
-            raise ValueError(f"unknown init {init!r}; choose from {sorted(INITS)}")
-        g = _rng(rng)
-        shape = (out_channels, in_channels, *k)
-        self.weight = Parameter(INITS[init](g, shape, dtype=dtype))
-        fan_in = in_channels * k[0] * k[1]
-        self.bias = (
-            Parameter(pytorch_uniform(g, (out_channels,), fan_in=fan_in, dtype=dtype))
-            if bias
-            else None
+        self.weight, self.bias = _weight_and_bias(
+            rng, (out_channels, in_channels, *k), in_channels * k[0] * k[1], init, bias, dtype
         )
-        if self.bias is not None and init != "pytorch":
-            self.bias.data[...] = 0
         self.stride, self.padding, self.kernel_size = stride, padding, k
 
     def forward(self, x: Any) -> Tensor:

@@ -68,11 +68,7 @@ def _sampler(
 ) -> tuple[Objective, np.ndarray, np.random.Generator]:
     if isinstance(n_tests, bool) or not isinstance(n_tests, int) or n_tests < 1:
         raise ValueError(f"the number of tests must be an integer >= 1, got {n_tests!r}")
-    try:
-        n = len(domain)
-    except TypeError:
-        raise TypeError(f"domain must be a sequence of (lo, hi) pairs, got {domain!r}") from None
-    box = as_bounds(domain, n, "domain")
+    box = as_bounds(domain, name="domain")
     obj = Objective(f, as_point(box.mean(axis=1)))
     return obj, box, np.random.default_rng(seed)
 

@@ -171,11 +171,8 @@ def critical_points(
     """
     if isinstance(n_starts, bool) or not isinstance(n_starts, int) or n_starts < 1:
         raise ValueError(f"n_starts must be an integer >= 1, got {n_starts!r}")
-    try:
-        n = len(bounds)
-    except TypeError:
-        raise TypeError(f"bounds must be a sequence of (lo, hi) pairs, got {bounds!r}") from None
-    box = as_bounds(bounds, n)
+    box = as_bounds(bounds)
+    n = len(box)
     centre = box.mean(axis=1)
     obj = Objective(f, as_point(centre))
     obj.start(centre)  # refuses f that is not finite at the centre, or not scalar

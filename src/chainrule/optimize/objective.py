@@ -55,12 +55,18 @@ def as_point(x0: Any, name: str = "x0") -> np.ndarray:
     return x
 
 
-def as_bounds(bounds: Any, n: int, name: str = "bounds", finite: bool = True) -> np.ndarray:
-    """Box bounds as an (n, 2) array of [lo, hi] rows; ``None`` or +-inf allowed if not finite."""
+def as_bounds(
+    bounds: Any, n: int | None = None, name: str = "bounds", finite: bool = True
+) -> np.ndarray:
+    """Box bounds as an (n, 2) array of [lo, hi] rows; ``None`` or +-inf allowed if not finite.
+
+    ``n``: the number of variables (one pair is then used for all); None: as many as given.
+    """
     try:
         rows = [tuple(b) for b in bounds]
     except TypeError:
         raise TypeError(f"{name} must be a sequence of (lo, hi) pairs, got {bounds!r}") from None
+    n = len(rows) if n is None else n
     if len(rows) == 1 and n > 1:
         rows = rows * n  # one pair for every variable
     if len(rows) != n:

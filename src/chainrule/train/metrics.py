@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..rules import softmax_cross_entropy
+from ..rules import softmax, softmax_cross_entropy
 from ..tensor import Tensor, no_grad
 
 __all__ = ["Evaluation", "evaluate", "predict_scores", "confusion_matrix", "per_class_accuracy"]
@@ -87,13 +87,6 @@ class Evaluation:
         }
 
 
-def _softmax_rows(x: np.ndarray) -> np.ndarray:
-    x = x - x.max(axis=1, keepdims=True)
-    np.exp(x, out=x)
-    x /= x.sum(axis=1, keepdims=True)
-    return x
-
-
 def predict_scores(model: Any, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     """Scores (logits) (N, classes) float32 of ``images`` (N, C, H, W), no graph, in batches."""
     images = np.asarray(images, dtype=np.float32)
@@ -129,7 +122,7 @@ def evaluate(model: Any, dataset: Any, batch_size: int = 1000) -> Evaluation:
             f"{classes} classes"
         )
     predictions = scores.argmax(axis=1)
-    probabilities = _softmax_rows(np.array(scores, dtype=np.float32))
+    probabilities = softmax(scores.astype(np.float32, copy=False), axis=1)  # the rule
     return Evaluation(
         loss=float(softmax_cross_entropy(scores, labels)),  # the rule, on arrays: no graph
         accuracy=float(np.mean(predictions == labels)),

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import _softmax_rows, predict_scores
+from ..rules import softmax
+from .metrics import predict_scores
 
 __all__ = ["Prediction", "load_png", "load_idx_images", "classify", "is_idx"]
 
@@ -125,7 +126,7 @@ def load_idx_images(
 
 def classify(model: Any, images: np.ndarray) -> list[Prediction]:
     """The model's prediction for each image of ``images`` (N, C, H, W)."""
-    probs = _softmax_rows(np.array(predict_scores(model, images), dtype=np.float32))
+    probs = softmax(predict_scores(model, images).astype(np.float32, copy=False), axis=1)
     return [Prediction(int(p.argmax()), p) for p in probs]
 
 
