@@ -31,18 +31,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import configure_threads  # noqa: E402
 
-def _configure_threads(argv: list[str]) -> None:
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--threads", type=int, default=2)
-    known, _ = pre.parse_known_args(argv[1:])
-    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, str(max(1, known.threads)))
-    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # pools sleep instead of spinning
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-_configure_threads(sys.argv)
+configure_threads(sys.argv)  # before NumPy loads its BLAS
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # pools sleep instead of spinning
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 

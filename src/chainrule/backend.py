@@ -1,9 +1,9 @@
 """The array-namespace seam: every array operation of the engine goes through ``xp``.
 
-``xp`` is NumPy today. A GPU backend (CuPy) would swap this module's ``xp`` and the two
-kernels below (``unfold`` and ``fold``, the im2col pair) without touching the engine
-(:mod:`chainrule.tensor`) or the layers; the rule table (:mod:`chainrule.rules`) reaches
-arrays only through ``xp``.
+``xp`` is NumPy today. A GPU backend (CuPy) would swap this module's ``xp`` and the
+kernels below (``unfold`` and ``fold``, the im2col pair, with their stride-1 "wide" variants)
+without touching the engine (:mod:`chainrule.tensor`) or the layers; the rule table
+(:mod:`chainrule.rules`) reaches arrays only through ``xp``.
 
 The kernels, for x of shape N x C x H x W and a window Fr x Fc moved with ``stride``:
 
@@ -25,6 +25,9 @@ ones wrap around the row's end and are discarded by the convolution), so that im
 col2im become Fr*Fc shifted copies / adds of one contiguous block each - col2im's scatter-add
 over short rows was the slowest step of a convolution's backward pass - and the whole batch's
 convolution is one 2-D matrix product (Fr Fc C) x (N Ho Wp).
+
+:func:`tune_allocator` lets glibc keep freed blocks for reuse (``chainrule train`` and the
+benchmarks call it first).
 """
 
 from __future__ import annotations
