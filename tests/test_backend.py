@@ -22,17 +22,17 @@ GEOMETRIES = [
 
 
 def unfold_by_definition(x, window, stride, padding):
-    """unfold(x)[n, c, r, s, i, j] = xpad[n, c, i*stride + r, j*stride + s]."""
+    """unfold(x)[c, r, s, i, j, n] = xpad[n, c, i*stride + r, j*stride + s]."""
     xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     n, c, h, w = xp.shape
     fr, fc = window
     ho, wo = (h - fr) // stride + 1, (w - fc) // stride + 1
-    out = np.zeros((n, c, fr, fc, ho, wo), dtype=x.dtype)
+    out = np.zeros((c, fr, fc, ho, wo, n), dtype=x.dtype)
     for r in range(fr):
         for s in range(fc):
             for i in range(ho):
                 for j in range(wo):
-                    out[:, :, r, s, i, j] = xp[:, :, i * stride + r, j * stride + s]
+                    out[:, r, s, i, j, :] = xp[:, :, i * stride + r, j * stride + s].T
     return out
 
 
@@ -56,53 +56,45 @@ def test_fold_is_the_adjoint_of_unfold(shape, window, stride, padding):
     assert np.sum(cols * y) == pytest.approx(np.sum(x * folded), rel=1e-12)
 
 
-def unfold_wide_by_definition(x, window, padding):
-    """cols[r, s].flat[q] = u_r[q + s] (0 past the end), u_r = rows r .. r + Ho - 1, flat."""
-    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    n, c, hp, wp = xp.shape
-    fr, fc = window
-    ho = hp - fr + 1
-    m = c * n * ho * wp
-    out = np.zeros((fr, fc, m), dtype=x.dtype)
-    for r in range(fr):
-        u = xp.transpose(1, 0, 2, 3)[:, :, r : r + ho].reshape(-1)
-        for s in range(fc):
-            for q in range(m):
-                if q + s < m:
-                    out[r, s, q] = u[q + s]
-    return out.reshape(fr, fc, c, n, ho, wp)
+def layouts(x):
+    """x (N, C, H, W) in three memory layouts: C order, batch innermost (CHWN), and strided."""
+    chwn = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    big = np.zeros(x.shape[:3] + (2 * x.shape[3],), dtype=x.dtype)
+    big[..., ::2] = x
+    return {"nchw": x, "chwn": chwn, "strided": big[..., ::2]}
 
 
-WIDE = [((2, 3, 6, 5), (3, 2), 0), ((1, 2, 7, 7), (3, 3), 1), ((2, 1, 4, 4), (4, 4), 2)]
+@pytest.mark.parametrize("layout", ["nchw", "chwn", "strided"])
+@pytest.mark.parametrize(("shape", "window", "stride", "padding"), GEOMETRIES[:3])
+def test_unfold_and_fold_read_any_memory_layout(shape, window, stride, padding, layout):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(shape).astype(np.float32)
+    got = backend.unfold(layouts(x)[layout], window, stride, padding)
+    np.testing.assert_array_equal(got, unfold_by_definition(x, window, stride, padding))
+    y = rng.standard_normal(got.shape).astype(np.float32)
+    want = backend.fold(y, shape, stride, padding)
+    big = np.zeros(y.shape[:5] + (2 * y.shape[5],), dtype=y.dtype)
+    big[..., ::2] = y
+    for cols in (np.asfortranarray(y), big[..., ::2]):  # windows in other memory layouts
+        np.testing.assert_array_equal(backend.fold(cols, shape, stride, padding), want)
 
 
-@pytest.mark.parametrize(("shape", "window", "padding"), WIDE)
-def test_wide_unfold_matches_its_definition_and_the_plain_windows(shape, window, padding):
-    x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
-    got = backend.unfold(x, window, 1, padding, wide=True)
-    np.testing.assert_array_equal(got, unfold_wide_by_definition(x, window, padding))
-    plain = backend.unfold(x, window, 1, padding)  # N C Fr Fc Ho Wo
-    wo = plain.shape[-1]
-    np.testing.assert_array_equal(got[..., :wo].transpose(3, 2, 0, 1, 4, 5), plain)
+def test_fold_returns_a_batch_innermost_view():
+    """fold's N x C x H x W result lies in (C, H, W, N) memory: the batch axis has unit stride."""
+    y = np.ones((2, 3, 3, 4, 4, 5), dtype=np.float32)  # C Fr Fc Ho Wo N
+    out = backend.fold(y, (5, 2, 6, 6), 1, 0)
+    assert out.shape == (5, 2, 6, 6) and out.strides[0] == out.itemsize
+    assert backend.channels_last_batch(out).base is out.base  # no copy to go back to CHWN
 
 
-@pytest.mark.parametrize(("shape", "window", "padding"), WIDE)
-def test_wide_fold_is_the_adjoint_of_wide_unfold(shape, window, padding):
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal(shape)
-    cols = backend.unfold(x, window, 1, padding, wide=True)
-    y = rng.standard_normal(cols.shape)
-    folded = backend.fold(y, shape, 1, padding, wide=True)
-    assert folded.shape == shape and folded.flags.c_contiguous
-    assert np.sum(cols * y) == pytest.approx(np.sum(x * folded), rel=1e-12)
-
-
-def test_wide_layout_needs_stride_one():
-    x = np.zeros((1, 1, 5, 5))
-    with pytest.raises(ValueError, match="stride 1"):
-        backend.unfold(x, (2, 2), 2, 0, wide=True)
-    with pytest.raises(ValueError, match="stride 1"):
-        backend.fold(np.zeros((2, 2, 1, 1, 4, 5)), (1, 1, 5, 5), 2, 0, wide=True)
+def test_channels_last_batch_copies_only_when_needed():
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    xc = backend.channels_last_batch(x)  # C order: a copy with N innermost
+    assert xc.shape == (3, 4, 5, 2) and xc.flags.c_contiguous
+    np.testing.assert_array_equal(backend.as_batch_first(xc), x)
+    assert backend.channels_last_batch(backend.as_batch_first(xc)).base is xc  # a view
+    one = x[:1]  # a batch of one needs no copy
+    assert np.shares_memory(backend.channels_last_batch(one), one)
 
 
 def test_fold_counts_how_often_each_element_is_copied():

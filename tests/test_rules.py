@@ -67,6 +67,22 @@ def test_float32_stays_float32(name):
                 assert t.grad.dtype == np.float32, f"{name}: gradient is {t.grad.dtype}"
 
 
+def test_conv2d_products_per_row_and_whole_agree(monkeypatch):
+    """conv2d multiplies row by row for small kernels, in one product otherwise: same numbers."""
+    from chainrule import rules
+
+    for args, params in SAMPLES["conv2d"](np.random.default_rng(3)):
+        results = []
+        for threshold in (0, 10**9):  # every kernel "large", then every kernel "small"
+            monkeypatch.setattr(rules, "_SMALL_KERNEL", threshold)
+            ts = [cr.tensor(a, requires_grad=True) for a in args]
+            y = cr.conv2d(*ts, **params)
+            (y * y).sum().backward()
+            results.append([y.data] + [t.grad for t in ts])
+        for whole, per_row in zip(*results, strict=True):
+            np.testing.assert_allclose(whole, per_row, rtol=1e-12, atol=1e-12)
+
+
 def test_check_grad_catches_a_wrong_rule():
     """A check that cannot fail proves nothing: break a rule on purpose."""
     from chainrule.tensor import Rule

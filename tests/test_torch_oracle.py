@@ -34,6 +34,16 @@ def pos(*shape: int) -> np.ndarray:
     return RNG.uniform(0.5, 2.0, size=shape)
 
 
+def batch_first(cols):
+    """unfold's windows C x Fr x Fc x Ho x Wo x N -> N x C x Fr x Fc x Ho x Wo (PyTorch's order)."""
+    return rules.transpose(cols, axes=(5, 0, 1, 2, 3, 4))
+
+
+def batch_last(cols):
+    """The inverse of :func:`batch_first`: the layout of unfold's windows, for fold."""
+    return rules.transpose(cols, axes=(1, 2, 3, 4, 5, 0))
+
+
 def with_ties(*shape: int) -> np.ndarray:
     """Values from a small set, so that maxima tie often."""
     return RNG.integers(0, 3, size=shape).astype(np.float64)
@@ -235,25 +245,27 @@ ORACLE: dict[str, list[Case]] = {
     # 5. convolution and pooling (PyTorch's layouts N x C x H x W, O x C x Fr x Fc)
     "unfold": [
         Case(
-            lambda x: rules.unfold(x, window=(3, 2)).reshape(2, 2 * 3 * 2, -1),
+            lambda x: batch_first(rules.unfold(x, window=(3, 2))).reshape(2, 2 * 3 * 2, -1),
             lambda x: F.unfold(x, (3, 2)),
             (n(2, 2, 5, 4),),
         ),
         Case(
-            lambda x: rules.unfold(x, window=(3, 3), stride=2, padding=1).reshape(1, 18, -1),
+            lambda x: batch_first(rules.unfold(x, window=(3, 3), stride=2, padding=1)).reshape(
+                1, 18, -1
+            ),
             lambda x: F.unfold(x, 3, stride=2, padding=1),
             (n(1, 2, 5, 5),),
         ),
     ],
     "fold": [
         Case(
-            lambda c: rules.fold(c.reshape(2, 2, 3, 2, 3, 3), x_shape=(2, 2, 5, 4)),
+            lambda c: rules.fold(batch_last(c.reshape(2, 2, 3, 2, 3, 3)), x_shape=(2, 2, 5, 4)),
             lambda c: F.fold(c, (5, 4), (3, 2)),
             (n(2, 12, 9),),
         ),
         Case(
             lambda c: rules.fold(
-                c.reshape(1, 2, 3, 3, 3, 3), x_shape=(1, 2, 5, 5), stride=2, padding=1
+                batch_last(c.reshape(1, 2, 3, 3, 3, 3)), x_shape=(1, 2, 5, 5), stride=2, padding=1
             ),
             lambda c: F.fold(c, (5, 5), 3, stride=2, padding=1),
             (n(1, 18, 9),),
@@ -275,6 +287,11 @@ ORACLE: dict[str, list[Case]] = {
             lambda x, w: cr.conv2d(x, w, stride=3),
             lambda x, w: F.conv2d(x, w, stride=3),
             (n(1, 2, 8, 9), n(2, 2, 2, 4)),
+        ),
+        Case(  # a kernel of more than 256 numbers: conv2d's single matrix product
+            lambda x, w, b: cr.conv2d(x, w, b, stride=2, padding=1),
+            lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1),
+            (n(2, 4, 7, 6), n(12, 4, 3, 3), n(12)),
         ),
     ],
     "max_pool2d": [

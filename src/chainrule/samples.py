@@ -124,21 +124,21 @@ SAMPLES: dict[str, Callable[[np.random.Generator], Sample]] = {
         ((_n(r, 1, 2, 5, 5),), {"window": (3, 3), "stride": 2, "padding": 1}),
         ((_n(r, 1, 2, 4, 6),), {"window": (2, 2), "stride": 2}),  # windows tile the image
         ((_n(r, 1, 1, 5, 5),), {"window": (2, 2), "stride": 2, "padding": 1}),
-        ((_n(r, 2, 2, 5, 4),), {"window": (3, 2), "wide": True}),  # whole padded rows
-        ((_n(r, 2, 1, 4, 4),), {"window": (3, 3), "padding": 1, "wide": True}),
+        ((_n(r, 2, 1, 4, 4),), {"window": (3, 3), "padding": 1}),
     ],
-    "fold": lambda r: [
-        ((_n(r, 2, 2, 3, 2, 3, 3),), {"x_shape": (2, 2, 5, 4)}),
-        ((_n(r, 1, 2, 3, 3, 3, 3),), {"x_shape": (1, 2, 5, 5), "stride": 2, "padding": 1}),
-        ((_n(r, 1, 2, 2, 2, 2, 3),), {"x_shape": (1, 2, 4, 6), "stride": 2}),
-        ((_n(r, 1, 1, 2, 2, 2, 2),), {"x_shape": (1, 1, 5, 5), "stride": 2}),  # last row unused
-        ((_n(r, 3, 2, 2, 2, 3, 4),), {"x_shape": (2, 2, 5, 4), "wide": True}),  # Fr Fc C N Ho Wp
-        ((_n(r, 3, 3, 1, 2, 4, 6),), {"x_shape": (2, 1, 4, 4), "padding": 1, "wide": True}),
+    "fold": lambda r: [  # windows C x Fr x Fc x Ho x Wo x N
+        ((_n(r, 2, 3, 2, 3, 3, 2),), {"x_shape": (2, 2, 5, 4)}),
+        ((_n(r, 2, 3, 3, 3, 3, 1),), {"x_shape": (1, 2, 5, 5), "stride": 2, "padding": 1}),
+        ((_n(r, 2, 2, 2, 2, 3, 1),), {"x_shape": (1, 2, 4, 6), "stride": 2}),
+        ((_n(r, 1, 2, 2, 2, 2, 1),), {"x_shape": (1, 1, 5, 5), "stride": 2}),  # last row unused
+        ((_n(r, 1, 3, 3, 4, 4, 2),), {"x_shape": (2, 1, 4, 4), "padding": 1}),
     ],
     "conv2d": lambda r: [
         ((_n(r, 2, 2, 6, 5), _n(r, 3, 2, 3, 3), _n(r, 3)), {}),
         ((_n(r, 1, 2, 5, 5), _n(r, 2, 2, 3, 3)), {"stride": 2, "padding": 1}),
         ((_n(r, 2, 1, 4, 5), _n(r, 2, 1, 3, 2), _n(r, 2)), {"padding": 1}),
+        # a kernel of more than 256 numbers: one matrix product for all rows (see conv2d)
+        ((_n(r, 2, 3, 4, 4), _n(r, 10, 3, 3, 3) / 4, _n(r, 10)), {"padding": 1}),
     ],
     "max_pool2d": lambda r: [
         ((_distinct(r, (2, 2, 4, 4)),), {"kernel_size": 2}),
