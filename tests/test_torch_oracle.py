@@ -135,6 +135,12 @@ ORACLE: dict[str, list[Case]] = {
         Case(cr.linear, F.linear, (n(3), n(2, 3))),
         Case(cr.linear, F.linear, (n(2, 2, 3), n(4, 3), n(4))),
     ],
+    "affine": [
+        Case(cr.affine, lambda w, x, b: w @ x + b[:, None], (n(4, 3), n(3, 5), n(4))),
+        Case(cr.affine, torch.matmul, (n(2, 3), n(3, 4))),
+        Case(cr.affine, lambda w, x, b: w @ x + b[:, None], (n(4, 3), n(2, 3, 2), n(4))),
+        Case(cr.affine, lambda w, x, b: w @ x + b[:, None], (n(2, 3), n(3, 40), n(2))),
+    ],
     # 4. reductions and shapes
     "sum": [
         Case(lambda x: x.sum(), torch.sum, (n(3, 4),)),

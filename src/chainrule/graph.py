@@ -60,6 +60,7 @@ SAVED_FOR_BACKWARD: dict[str, dict[str, tuple[str, ...]]] = {
     "matmul": {"a": ("b",), "b": ("a",)},
     "transpose": _ALONE,
     "linear": {"x": ("w",), "w": ("x",), "b": ()},
+    "affine": {"w": ("x",), "x": ("w",), "b": ()},
     "sum": _ALONE,
     "mean": _ALONE,
     "max": {"x": ("saved",)},

@@ -82,6 +82,11 @@ SAMPLES: dict[str, Callable[[np.random.Generator], Sample]] = {
         ((_n(r, 3), _n(r, 2, 3)), {}),
         ((_n(r, 2, 2, 3), _n(r, 4, 3), _n(r, 4)), {}),
     ],
+    "affine": lambda r: [
+        ((_n(r, 4, 3), _n(r, 3, 5), _n(r, 4)), {}),
+        ((_n(r, 2, 3), _n(r, 3, 4)), {}),
+        ((_n(r, 4, 3), _n(r, 2, 3, 2), _n(r, 4)), {}),  # a stack of two 3 x 2 matrices
+    ],
     # 4. reductions and shapes
     "sum": lambda r: [
         ((_n(r, 3, 4),), {}),
