@@ -68,13 +68,14 @@ def test_float32_stays_float32(name):
 
 
 def test_conv2d_products_per_row_and_whole_agree(monkeypatch):
-    """conv2d multiplies row by row for small kernels, in one product otherwise: same numbers."""
+    """conv2d multiplies row by row or in one product (see rules._ROW_COLUMNS): same numbers."""
     from chainrule import rules
 
     for args, params in SAMPLES["conv2d"](np.random.default_rng(3)):
         results = []
-        for threshold in (0, 10**9):  # every kernel "large", then every kernel "small"
-            monkeypatch.setattr(rules, "_SMALL_KERNEL", threshold)
+        for per_row in (False, True):
+            monkeypatch.setattr(rules, "_SMALL_KERNEL", 10**9 if per_row else 0)
+            monkeypatch.setattr(rules, "_ROW_COLUMNS", 0 if per_row else 10**9)
             ts = [cr.tensor(a, requires_grad=True) for a in args]
             y = cr.conv2d(*ts, **params)
             (y * y).sum().backward()

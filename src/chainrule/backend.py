@@ -59,7 +59,14 @@ def window_view(xc, r: int, s: int, ho: int, wo: int, stride: int):
 
 
 def unfold(x, window: tuple[int, int], stride: int, padding: int):
-    """im2col: x (N, C, H, W) -> windows (C, Fr, Fc, Ho, Wo, N), a contiguous copy."""
+    """im2col: x (N, C, H, W) -> windows (C, Fr, Fc, Ho, Wo, N), a read-only view.
+
+    Only the column windows are copied: ``rows[h, c, s, j, n] = xpad[n, c, h, j*stride + s]``
+    (Fc copies; each padded image row with its Fc shifted copies side by side), and the
+    windows are the overlapping view ``cols[c, r, s, i, j, n] = rows[i*stride + r, c, s, j, n]``,
+    so the (Fr C Fc) x (Wo N) im2col matrix of output row i is the contiguous block of rows
+    i*stride .. i*stride + Fr - 1: a fraction stride/Fr of the memory of the full matrix.
+    """
     fr, fc = window
     n, c, h, w = x.shape
     ho, wo = out_size(h, fr, stride, padding), out_size(w, fc, stride, padding)
@@ -68,11 +75,17 @@ def unfold(x, window: tuple[int, int], stride: int, padding: int):
         img[:, padding : padding + h, padding : padding + w] = x.transpose(1, 2, 3, 0)
     else:
         img = channels_last_batch(x)
-    cols = xp.empty((c, fr, fc, ho, wo, n), dtype=x.dtype)
-    for r in range(fr):
-        for s in range(fc):
-            cols[:, r, s] = window_view(img, r, s, ho, wo, stride)
-    return cols
+    hu = (ho - 1) * stride + fr  # the image rows that some window reads
+    rows = xp.empty((hu, c, fc, wo, n), dtype=x.dtype)
+    for s in range(fc):
+        rows[:, :, s] = img[:, :hu, s : s + stride * (wo - 1) + 1 : stride].transpose(1, 0, 2, 3)
+    e, row = rows.itemsize, c * fc * wo * n
+    return xp.lib.stride_tricks.as_strided(
+        rows,
+        shape=(c, fr, fc, ho, wo, n),
+        strides=(fc * wo * n * e, row * e, wo * n * e, stride * row * e, n * e, e),
+        writeable=False,
+    )
 
 
 def fold(cols, x_shape: tuple[int, ...], stride: int, padding: int):
