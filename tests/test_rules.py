@@ -68,14 +68,13 @@ def test_float32_stays_float32(name):
 
 
 def test_conv2d_products_per_row_and_whole_agree(monkeypatch):
-    """conv2d multiplies row by row or in one product (see rules._ROW_COLUMNS): same numbers."""
+    """conv2d multiplies row by row or in one product (see rules._SMALL_KERNEL): same numbers."""
     from chainrule import rules
 
     for args, params in SAMPLES["conv2d"](np.random.default_rng(3)):
         results = []
         for per_row in (False, True):
             monkeypatch.setattr(rules, "_SMALL_KERNEL", 10**9 if per_row else 0)
-            monkeypatch.setattr(rules, "_ROW_COLUMNS", 0 if per_row else 10**9)
             ts = [cr.tensor(a, requires_grad=True) for a in args]
             y = cr.conv2d(*ts, **params)
             (y * y).sum().backward()
@@ -114,3 +113,15 @@ def test_gradcheck_cli_passes_and_prints_the_table(capsys):
     assert "1 - f^2" in out and "p - onehot" in out and "PASS" in out
     assert "3 of 3 rules pass" in out
     assert main(["gradcheck", "no_such_rule"]) == 1
+
+
+def test_gradcheck_cli_debug_shows_the_traceback_instead_of_one_line(capsys):
+    from chainrule.cli import main
+
+    assert main(["gradcheck", "tanh", "--order", "1", "--debug"]) == 0  # accepted
+    assert "1 of 1 rules pass" in capsys.readouterr().out
+    assert main(["gradcheck", "no_such_rule"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("chainrule gradcheck: error: unknown rule") and err.count("\n") == 1
+    with pytest.raises(ValueError, match="unknown rule"):
+        main(["gradcheck", "no_such_rule", "--debug"])

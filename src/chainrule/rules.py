@@ -658,28 +658,27 @@ def conv2d(x, w, b=None, stride=1, padding=0):
         raise ShapeError(
             f"conv2d: a {fr}x{fc} kernel does not fit in a {h}x{wd} image (padding {padding})"
         )
-    # im2col(x), batch innermost: output row i's windows are the matrix (Fr C Fc) x (Wo N), a
-    # block of unfold's rows buffer (no copy); the convolution is W im2col(x), one product per
-    # output row, giving Ho x O x (Wo N): N x O x Ho x Wo is a view of that memory
+    # im2col(x) with the batch innermost (see unfold): output row i's windows are a
+    # (Fr C Fc) x (Wo N) block of unfold's buffer
     k = c * fr * fc
     cols = unfold(x, window=(fr, fc), stride=stride, padding=padding)  # C Fr Fc Ho Wo N
-    if o * k <= _SMALL_KERNEL or wo * n >= _ROW_COLUMNS:
+    if o * k <= _SMALL_KERNEL:
+        # a tiny kernel: one product per output row, straight from the buffer (no copy), gives
+        # Ho x O x (Wo N); the result N x O x Ho x Wo is a view of that memory
         rows = reshape(transpose(cols, axes=(3, 1, 0, 2, 4, 5)), shape=(ho, k, wo * n))
         y = affine(reshape(transpose(w, axes=(0, 2, 1, 3)), shape=(o, k)), rows, b)
         return transpose(reshape(y, shape=(ho, o, wo, n)), axes=(3, 1, 0, 2))
-    # short rows and a large kernel: ONE product over the whole batch's im2col matrix
-    # (C Fr Fc) x (Ho Wo N), copied out of the windows view, keeps BLAS efficient
+    # otherwise ONE product over the whole batch's im2col matrix (C Fr Fc) x (Ho Wo N), copied
+    # out of the windows view
     y = affine(reshape(w, shape=(o, k)), reshape(cols, shape=(k, ho * wo * n)), b)  # O x HoWoN
     return transpose(reshape(y, shape=(o, ho, wo, n)), axes=(3, 0, 1, 2))
 
 
-# conv2d multiplies row by row when the kernel is tiny (at most _SMALL_KERNEL numbers O C Fr Fc,
-# a first layer on grey images) or the rows are long (at least _ROW_COLUMNS columns Wo N), else
-# in one product. Measured on 2 cores with OpenBLAS, forward + backward: row by row is ~1.3x
-# faster for LeNet's 6 x 1 x 5 x 5 at N = 64 and 128 and for 16 x 3 x 3 x 3 on 32 x 32 images,
-# ~1.2x slower for LeNet's 16 x 6 x 5 x 5 (10 x 10 outputs: 1280 columns at N = 128).
+# conv2d multiplies row by row when the kernel has at most this many numbers O C Fr Fc (a first
+# layer on grey images), else in one product. `python benchmarks/bench_conv_paths.py` times
+# both (2 cores, OpenBLAS): row by row is ~2x faster for LeNet's 6 x 1 x 5 x 5, one product
+# ~1.2x faster for LeNet's 16 x 6 x 5 x 5 and for 3 x 3 kernels from 16 x 3 x 3 x 3 on.
 _SMALL_KERNEL = 256
-_ROW_COLUMNS = 2048
 
 
 def _pool_geometry(op: str, x: Any, kernel_size: Any, stride: Any) -> tuple[Any, int, int, int]:
