@@ -146,6 +146,18 @@ def test_bad_input_gives_one_clear_error_line(capsys, tmp_path, monkeypatch, arg
     assert message in err and "Traceback" not in err
 
 
+def test_debug_flag_shows_the_traceback_instead_of_one_line(capsys):
+    good = ["approx", "x", "--domain", "0", "1", "--d", "0.5"]
+    assert main([*good, "--debug"]) == 0  # accepted, changes nothing when all goes well
+    capsys.readouterr()
+    bad = ["approx", "sin(x)", "--domain", "1", "0", "--d", "0.1"]
+    assert main(bad) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("chainrule approx: error: ") and err.count("\n") == 1
+    with pytest.raises(ValueError, match="inverted"):
+        main([*bad, "--debug"])
+
+
 def test_help_lists_the_options(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["approx", "--help"])

@@ -220,6 +220,57 @@ def test_load_mnist_without_download_names_missing_files_and_folder(tmp_path):
     assert listing(tmp_path) == [TEST_IMAGES]  # nothing created
 
 
+LIBRARY_WORDS = ("pass data_dir= to another folder", "call with download=True")
+CLI_WORDS = ("pass --data-dir DIR to another folder", "drop --no-download")
+
+
+@pytest.mark.parametrize(
+    "spelling, says, absent",
+    [({}, LIBRARY_WORDS, CLI_WORDS), ({"spelling": "cli"}, CLI_WORDS, LIBRARY_WORDS)],
+    ids=["library", "cli"],
+)
+def test_missing_files_message_names_the_options_as_the_caller_spells_them(
+    tmp_path, spelling, says, absent
+):
+    with pytest.raises(DataError) as info:
+        load_mnist(tmp_path, split="test", download=False, **spelling)
+    message = str(info.value)
+    assert all(phrase in message for phrase in says), message
+    assert not any(phrase in message for phrase in absent), message
+
+
+@pytest.mark.parametrize(
+    "spelling, says, absent",
+    [
+        ({}, "pass data_dir= to a folder", "--data-dir"),
+        ({"spelling": "cli"}, "pass --data-dir DIR to a folder", "data_dir="),
+    ],
+    ids=["library", "cli"],
+)
+def test_download_failure_names_the_folder_option_as_the_caller_spells_it(
+    tmp_path, spelling, says, absent
+):
+    with socket.socket() as s:  # a port that was free a moment ago and has no listener
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(DataError) as info:
+        load_mnist(
+            tmp_path,
+            split="test",
+            mirrors=[f"http://127.0.0.1:{port}/"],
+            progress=False,
+            **spelling,
+        )
+    message = str(info.value)
+    assert says in message and f"by hand into {tmp_path}" in message
+    assert absent not in message
+
+
+def test_load_mnist_rejects_unknown_spelling(tmp_path):
+    with pytest.raises(ValueError, match="spelling must be 'python' or 'cli'"):
+        load_mnist(tmp_path, download=False, spelling="shell")  # type: ignore[call-overload]
+
+
 def test_load_mnist_rejects_unknown_split(tmp_path):
     with pytest.raises(ValueError, match="split"):
         load_mnist(tmp_path, split="validation", download=False)  # type: ignore[call-overload]

@@ -345,3 +345,17 @@ def test_cli_graph(tmp_path, capsys):
     assert "not a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["graph", "--sizes", "1,2"])
+
+
+def test_cli_graph_debug_shows_the_traceback_instead_of_one_line(tmp_path, capsys):
+    from chainrule.cli import main
+
+    assert main(["graph", "--print", "--debug"]) == 0  # accepted, changes nothing
+    assert capsys.readouterr().out.startswith("digraph chainrule {")
+    (tmp_path / "file").write_text("")
+    bad = ["graph", "--out", str(tmp_path / "file"), "--no-svg"]
+    assert main(bad) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("chainrule graph: error: ") and err.count("\n") == 1
+    with pytest.raises(NotADirectoryError, match="not a folder"):
+        main([*bad, "--debug"])

@@ -260,6 +260,11 @@ def test_train_and_evaluate_on_mnist_files(fake_mnist, tmp_path, model, capsys):
         assert ckpt.hyperparameters["lr"] == 0.05
     assert main(["evaluate", str(out), "--data-dir", str(fake_mnist), "--no-download"]) == 0
     assert "mnist test set, 48 images" in capsys.readouterr().out
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["evaluate", str(out), "--data-dir", str(empty), "--no-download"]) == 1
+    err = capsys.readouterr().err  # evaluate speaks the command line's language too
+    assert "pass --data-dir DIR to another folder" in err and "data_dir=" not in err
 
 
 def test_missing_mnist_files_are_a_clear_error(tmp_path, capsys):
@@ -280,6 +285,15 @@ def test_missing_mnist_files_are_a_clear_error(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert "missing" in err and "train-images-idx3-ubyte.gz" in err
+
+
+def test_missing_mnist_message_speaks_the_command_lines_language(tmp_path, capsys):
+    argv = ["train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--no-download"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("chainrule train: error: MNIST files missing")
+    assert "pass --data-dir DIR to another folder" in err and "drop --no-download" in err
+    assert "data_dir=" not in err and "download=True" not in err  # the library's wording
 
 
 def test_ctrl_c_in_the_cli_saves_a_checkpoint_and_exits_cleanly(tmp_path):

@@ -13,12 +13,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Print the predicted digit and the top-3 class probabilities of each image.\n\n"
         "Images follow MNIST's convention: a WHITE digit on a BLACK background. A dark digit\n"
         "on white paper needs --invert. A PNG (or any format Pillow reads) is converted to\n"
-        "grayscale and resized to the network's input (28x28 for MNIST, 8x8 for digits). An\n"
-        "IDX file (e.g. t10k-images-idx3-ubyte.gz) holds many images: pick them with --index.",
+        "grayscale and prepared as the training digits were: cropped to the ink, scaled and\n"
+        "centred. MNIST (28x28): the digit's longer side becomes 20 pixels (aspect ratio\n"
+        "kept, area-averaged) and its centre of mass lands on the centre of the 28x28 image;\n"
+        "8x8 digits: the digit fills the frame, its bounding box centred. --no-center only\n"
+        "resizes the whole picture. An IDX file (e.g. t10k-images-idx3-ubyte.gz; already\n"
+        "prepared) holds many images: pick them with --index.",
         epilog="examples:\n"
         "  chainrule predict runs/mlp-mnist/checkpoint.safetensors seven.png\n"
         "  chainrule predict runs/mlp-mnist t10k-images-idx3-ubyte.gz --index 0 1 2\n"
-        "  chainrule predict runs/mlp-digits scan.png --invert",
+        "  chainrule predict runs/mlp-digits scan.png --invert\n"
+        "  chainrule predict runs/mlp-mnist seven.png --no-center   # a picture prepared already",
     )
     p.add_argument("checkpoint", help="checkpoint.safetensors (or the run folder holding it)")
     p.add_argument(
@@ -36,6 +41,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--invert",
         action="store_true",
         help="invert the gray levels (for a dark digit on a light background)",
+    )
+    p.add_argument(
+        "--no-center",
+        dest="center",
+        action="store_false",
+        help="PNG: resize the whole picture as it is (no cropping, scaling or centring)",
     )
     p.add_argument("--top", type=int, default=3, metavar="K", help="show the K likeliest classes")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -61,13 +72,18 @@ def run(args: argparse.Namespace) -> int:
         if is_idx(path):
             images = load_idx_images(path, (h, w), args.index, invert=args.invert)
             labels = [f"{path.name}[{i}]" for i in args.index]
+            pictures = images
         else:
-            images = load_png(path, (h, w), invert=args.invert)
+            images = load_png(path, (h, w), invert=args.invert, center=args.center)
             labels = [path.name]
-        for label, image, pred in zip(labels, images, classify(model, images), strict=True):
+            # the note judges the whole picture: centring a light page would hide its brightness
+            plain = args.center and not args.invert
+            pictures = load_png(path, (h, w), center=False) if plain else images
+        predictions = classify(model, images)
+        for label, picture, pred in zip(labels, pictures, predictions, strict=True):
             top = ", ".join(f"{k}: {p:.3f}" for k, p in pred.top(args.top))
             print(f"{label}: {pred.label}   (p = {pred.confidence:.3f}; top {args.top}: {top})")
-            if not args.invert and looks_inverted(image):
+            if not args.invert and looks_inverted(picture):
                 print(
                     f"  note: {label} is mostly bright; the network expects a white digit on "
                     "black. If yours is dark on light, add --invert"

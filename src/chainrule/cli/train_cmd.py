@@ -175,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.no_progress,
         plots=not args.no_plots,
+        spelling="cli",
     )
     if result.fit.interrupted:
         saved_to = result.files.get("checkpoint")

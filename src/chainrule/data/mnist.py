@@ -152,6 +152,14 @@ _SPLIT_FILES = {
 _TIMEOUT_S = 30.0
 _CHUNK = 1 << 16
 
+#: How error messages name the folder option and the way to allow downloads: the library's
+#: keywords, or the command line's flags (``chainrule train`` / ``evaluate``).
+Spelling = Literal["python", "cli"]
+_OPTIONS: dict[str, tuple[str, str]] = {
+    "python": ("data_dir=", "call with download=True"),
+    "cli": ("--data-dir DIR", "drop --no-download"),
+}
+
 
 def default_data_dir() -> Path:
     """The MNIST folder used when none is given: $CHAINRULE_DATA, $XDG_CACHE_HOME/chainrule or
@@ -173,6 +181,7 @@ def load_mnist(
     split: None = ...,
     mirrors: Sequence[str] | None = ...,
     progress: bool = ...,
+    spelling: Spelling = ...,
 ) -> tuple[Dataset, Dataset]: ...
 @overload
 def load_mnist(
@@ -182,6 +191,7 @@ def load_mnist(
     split: Literal["train", "test"],
     mirrors: Sequence[str] | None = ...,
     progress: bool = ...,
+    spelling: Spelling = ...,
 ) -> Dataset: ...
 def load_mnist(
     data_dir: str | os.PathLike[str] | None = None,
@@ -190,10 +200,18 @@ def load_mnist(
     split: Literal["train", "test"] | None = None,
     mirrors: Sequence[str] | None = None,
     progress: bool = True,
+    spelling: Spelling = "python",
 ) -> tuple[Dataset, Dataset] | Dataset:
-    """MNIST as (train, test) Datasets of images (N, 1, 28, 28) in [0, 1], or one split."""
+    """MNIST as (train, test) Datasets of images (N, 1, 28, 28) in [0, 1], or one split.
+
+    ``spelling``: how error messages name the options, ``"python"`` (``data_dir=``,
+    ``download=True``) or ``"cli"`` (``--data-dir DIR``, ``--no-download``) for commands.
+    """
     if split is not None and split not in _SPLIT_FILES:
         raise ValueError(f"split must be None, 'train' or 'test', got {split!r}")
+    if spelling not in _OPTIONS:
+        raise ValueError(f"spelling must be 'python' or 'cli', got {spelling!r}")
+    folder_option, allow_download = _OPTIONS[spelling]
     folder = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     splits = ("train", "test") if split is None else (split,)
     stems = [stem for s in splits for stem in _SPLIT_FILES[s]]
@@ -204,13 +222,13 @@ def load_mnist(
         if not download:
             raise DataError(
                 f"MNIST files missing in {folder}: {', '.join(missing)}. Put them there "
-                "(gzipped or not), pass data_dir= to another folder, or call with download=True."
+                f"(gzipped or not), pass {folder_option} to another folder, or {allow_download}."
             )
         if mirrors is None:
             mirrors = MNIST_MIRRORS
         elif isinstance(mirrors, str):
             mirrors = (mirrors,)
-        for name in _download_all(missing, folder, mirrors, progress):
+        for name in _download_all(missing, folder, mirrors, progress, folder_option):
             found[name.removesuffix(".gz")] = folder / name
 
     datasets = []
@@ -266,7 +284,11 @@ class _Rejected(Exception):
 
 
 def _download_all(
-    names: list[str], folder: Path, mirrors: Sequence[str], progress: bool
+    names: list[str],
+    folder: Path,
+    mirrors: Sequence[str],
+    progress: bool,
+    folder_option: str,
 ) -> list[str]:
     """Download each of ``names`` into ``folder``; raise DataError naming what is left to do."""
     if not mirrors:
@@ -307,8 +329,8 @@ def _download_all(
                 f"could not download {name} from any of {len(mirrors)} mirror(s):\n  "
                 + "\n  ".join(answers)
                 + offline
-                + f"\nDownload these files by hand into {folder} (or pass data_dir= to a folder "
-                f"holding them; gzipped or not):\n{table}"
+                + f"\nDownload these files by hand into {folder} (or pass {folder_option} to a "
+                f"folder holding them; gzipped or not):\n{table}"
             )
     return names
 

@@ -25,6 +25,7 @@ from .. import models
 from ..atomic import atomic_write_bytes
 from ..backend import tune_allocator
 from ..data import Dataset
+from ..data.mnist import Spelling
 from ..optim import OPTIMIZERS, SGD, Adam, Optimizer, Schedule, make_schedule
 from .checkpoint import CheckpointError, load_checkpoint
 from .loop import FitResult, Trainer, say
@@ -135,20 +136,30 @@ class TrainResult:
 
 
 def load_dataset(
-    name: str, data_dir: str | Path | None = None, download: bool = True
+    name: str,
+    data_dir: str | Path | None = None,
+    download: bool = True,
+    spelling: Spelling = "python",
 ) -> tuple[Dataset, Dataset]:
-    """(train, test) of ``digits`` (offline, scikit-learn) or ``mnist`` (IDX files)."""
+    """(train, test) of ``digits`` (offline, scikit-learn) or ``mnist`` (IDX files).
+
+    ``spelling="cli"``: MNIST's error messages name ``--data-dir``/``--no-download``.
+    """
     from ..data import load_digits, load_mnist
 
     if name == "digits":
         return load_digits(test_fraction=0.2, seed=0)  # a fixed split: comparable test sets
     if name == "mnist":
-        return load_mnist(data_dir, download=download)
+        return load_mnist(data_dir, download=download, spelling=spelling)
     raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
 
 
 def load_split(
-    name: str, split: str, data_dir: str | Path | None = None, download: bool = True
+    name: str,
+    split: str,
+    data_dir: str | Path | None = None,
+    download: bool = True,
+    spelling: Spelling = "python",
 ) -> Dataset:
     """One split (``train`` or ``test``) of a dataset; MNIST reads only that split's files."""
     if split not in ("train", "test"):
@@ -157,9 +168,12 @@ def load_split(
         from ..data import load_mnist
 
         return load_mnist(
-            data_dir, download=download, split="train" if split == "train" else "test"
+            data_dir,
+            download=download,
+            split="train" if split == "train" else "test",
+            spelling=spelling,
         )
-    train, test = load_dataset(name, data_dir, download)
+    train, test = load_dataset(name, data_dir, download, spelling)
     return train if split == "train" else test
 
 
@@ -175,11 +189,13 @@ def run_training(
     log: Callable[[str], None] | None = say,
     data: tuple[Dataset, Dataset] | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    spelling: Spelling = "python",
 ) -> TrainResult:
     """Train as ``config`` says, writing checkpoint, metrics.json and plots into ``out_dir``.
 
     With ``resume`` the hyper-parameters come from ``out_dir``'s checkpoint (only ``epochs``
-    may grow). ``data`` overrides the dataset loading (train, test).
+    may grow). ``data`` overrides the dataset loading (train, test). ``spelling="cli"``: a
+    missing-MNIST error names ``--data-dir``/``--no-download`` instead of the keywords.
     """
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT
@@ -207,7 +223,7 @@ def run_training(
                 f"{ckpt.hyperparameters.get('epochs')}); the remaining epochs follow the new curve"
             )
     train_set, test_set = (
-        data if data is not None else load_dataset(cfg.dataset, data_dir, download)
+        data if data is not None else load_dataset(cfg.dataset, data_dir, download, spelling)
     )
     arch = (
         ckpt.architecture
