@@ -71,6 +71,9 @@ def test_unfold_and_fold_read_any_memory_layout(shape, window, stride, padding, 
     x = rng.standard_normal(shape).astype(np.float32)
     got = backend.unfold(layouts(x)[layout], window, stride, padding)
     np.testing.assert_array_equal(got, unfold_by_definition(x, window, stride, padding))
+    copy = backend.unfold(layouts(x)[layout], window, stride, padding, contiguous=True)
+    assert copy.flags.c_contiguous and copy.flags.writeable
+    np.testing.assert_array_equal(copy, got)
     y = rng.standard_normal(got.shape).astype(np.float32)
     want = backend.fold(y, shape, stride, padding)
     big = np.zeros(y.shape[:5] + (2 * y.shape[5],), dtype=y.dtype)

@@ -58,7 +58,7 @@ def window_view(xc, r: int, s: int, ho: int, wo: int, stride: int):
     return xc[:, r : r + stride * (ho - 1) + 1 : stride, s : s + stride * (wo - 1) + 1 : stride]
 
 
-def unfold(x, window: tuple[int, int], stride: int, padding: int):
+def unfold(x, window: tuple[int, int], stride: int, padding: int, contiguous: bool = False):
     """im2col: x (N, C, H, W) -> windows (C, Fr, Fc, Ho, Wo, N), a read-only view.
 
     Only the column windows are copied: ``rows[h, c, s, j, n] = xpad[n, c, h, j*stride + s]``
@@ -66,6 +66,8 @@ def unfold(x, window: tuple[int, int], stride: int, padding: int):
     windows are the overlapping view ``cols[c, r, s, i, j, n] = rows[i*stride + r, c, s, j, n]``,
     so the (Fr C Fc) x (Wo N) im2col matrix of output row i is the contiguous block of rows
     i*stride .. i*stride + Fr - 1: a fraction stride/Fr of the memory of the full matrix.
+    ``contiguous=True``: a C-contiguous copy of the windows instead (Fr Fc block copies, ~2x
+    faster than copying the view), for one matrix product over the whole batch.
     """
     fr, fc = window
     n, c, h, w = x.shape
@@ -75,6 +77,12 @@ def unfold(x, window: tuple[int, int], stride: int, padding: int):
         img[:, padding : padding + h, padding : padding + w] = x.transpose(1, 2, 3, 0)
     else:
         img = channels_last_batch(x)
+    if contiguous:
+        cols = xp.empty((c, fr, fc, ho, wo, n), dtype=x.dtype)
+        for r in range(fr):
+            for s in range(fc):
+                cols[:, r, s] = window_view(img, r, s, ho, wo, stride)
+        return cols
     hu = (ho - 1) * stride + fr  # the image rows that some window reads
     rows = xp.empty((hu, c, fc, wo, n), dtype=x.dtype)
     for s in range(fc):

@@ -592,17 +592,19 @@ def _pair(v: Any, name: str) -> tuple[int, int]:
 
 
 @rule
-def unfold(x, window, stride=1, padding=0):
+def unfold(x, window, stride=1, padding=0, contiguous=False):
     """im2col: each input element is copied into every window that covers it (~Fr*Fc times)
 
     x: N x C x H x W -> windows C x Fr x Fc x Ho x Wo x N (the batch innermost, see
-    :mod:`chainrule.backend`): reshaped to (C Fr Fc) x (Ho Wo N), the whole batch's im2col matrix.
+    :mod:`chainrule.backend`): reshaped to (C Fr Fc) x (Ho Wo N), the whole batch's im2col
+    matrix. A read-only view of a buffer of column windows, or with ``contiguous=True`` a
+    contiguous copy (the same numbers).
     """
-    return _unfold(x, window, stride, padding)
+    return _unfold(x, window, stride, padding, contiguous)
 
 
 unfold.defvjp(
-    lambda g, out, x, window, stride=1, padding=0: fold(
+    lambda g, out, x, window, stride=1, padding=0, contiguous=False: fold(
         g, x_shape=_shape(x), stride=stride, padding=padding
     )
 )
@@ -666,15 +668,15 @@ def conv2d(x, w, b=None, stride=1, padding=0):
     # im2col(x) with the batch innermost (see unfold): output row i's windows are a
     # (Fr C Fc) x (Wo N) block of unfold's buffer
     k = c * fr * fc
-    cols = unfold(x, window=(fr, fc), stride=stride, padding=padding)  # C Fr Fc Ho Wo N
     if o * k <= _SMALL_KERNEL:
         # a tiny kernel: one product per output row, straight from the buffer (no copy), gives
         # Ho x O x (Wo N); the result N x O x Ho x Wo is a view of that memory
+        cols = unfold(x, window=(fr, fc), stride=stride, padding=padding)  # C Fr Fc Ho Wo N
         rows = reshape(transpose(cols, axes=(3, 1, 0, 2, 4, 5)), shape=(ho, k, wo * n))
         y = affine(reshape(transpose(w, axes=(0, 2, 1, 3)), shape=(o, k)), rows, b)
         return transpose(reshape(y, shape=(ho, o, wo, n)), axes=(3, 1, 0, 2))
-    # otherwise ONE product over the whole batch's im2col matrix (C Fr Fc) x (Ho Wo N), copied
-    # out of the windows view
+    # otherwise ONE product over the whole batch's im2col matrix (C Fr Fc) x (Ho Wo N)
+    cols = unfold(x, window=(fr, fc), stride=stride, padding=padding, contiguous=True)
     y = affine(reshape(w, shape=(o, k)), reshape(cols, shape=(k, ho * wo * n)), b)  # O x HoWoN
     return transpose(reshape(y, shape=(o, ho, wo, n)), axes=(3, 0, 1, 2))
 

@@ -130,6 +130,7 @@ SAMPLES: dict[str, Callable[[np.random.Generator], Sample]] = {
         ((_n(r, 1, 2, 4, 6),), {"window": (2, 2), "stride": 2}),  # windows tile the image
         ((_n(r, 1, 1, 5, 5),), {"window": (2, 2), "stride": 2, "padding": 1}),
         ((_n(r, 2, 1, 4, 4),), {"window": (3, 3), "padding": 1}),
+        ((_n(r, 2, 2, 5, 5),), {"window": (3, 2), "stride": 2, "padding": 1, "contiguous": True}),
     ],
     "fold": lambda r: [  # windows C x Fr x Fc x Ho x Wo x N
         ((_n(r, 2, 3, 2, 3, 3, 2),), {"x_shape": (2, 2, 5, 4)}),
