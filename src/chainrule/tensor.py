@@ -601,7 +601,7 @@ def _store_grad(t: Tensor, g: Any, owned: set[int]) -> None:
         # a gradient array may be shared (add passes g to both inputs; a view of the seed):
         # give each tensor its own so an in-place change of one .grad cannot reach another
         if id(g) in owned or g.base is not None:
-            g = g.copy()
+            g = g.copy(order="K")  # keeps the memory layout: a straight copy
         owned.add(id(g))
         t.grad = g
     else:
