@@ -138,6 +138,10 @@ def test_shape_errors_name_the_op_and_both_shapes():
         a.reshape(4)
     with pytest.raises(ShapeError, match="conv2d"):
         cr.conv2d(np.ones((1, 2, 5, 5)), np.ones((3, 1, 3, 3)))
+    with pytest.raises(ShapeError, match=r"affine.*\(2, 3\).*\(4, 5\)"):
+        cr.affine(a, np.ones((4, 5)))
+    with pytest.raises(ShapeError, match=r"affine: h must have shape \(2,\).*\(3,\)"):
+        cr.affine(a, np.ones((3, 5)), np.ones(3))
 
 
 def test_arrays_in_arrays_out_tensors_in_tensors_out():

@@ -362,6 +362,10 @@ def affine(w, x, b=None):
         raise ShapeError(
             f"affine: H must be O x K and X ... x K x P with the same K, got shapes {sw} and {sx}"
         )
+    if b is not None and _shape(b) != (sw[0],):
+        raise ShapeError(
+            f"affine: h must have shape ({sw[0]},) for H of shape {sw}, got {_shape(b)}"
+        )
     y = w @ x
     if b is not None:
         y += b[:, None]
@@ -754,8 +758,7 @@ def avg_pool2d(x, kernel_size, stride=None):
     (kr, kc), s, ho, wo = _pool_geometry("avg_pool2d", x, kernel_size, stride)
     n, c = _shape(x)[:2]
     win = unfold(x, window=(kr, kc), stride=s, padding=0)  # C x kr x kc x Ho x Wo x N
-    m = mean(reshape(win, shape=(c, kr * kc, ho, wo, n)), axis=1)
-    return transpose(m, axes=(3, 0, 1, 2))
+    return transpose(mean(win, axis=(1, 2)), axes=(3, 0, 1, 2))
 
 
 # ==================== 6. softmax and errors
