@@ -52,6 +52,34 @@ def test_sgd_matches_torch(kwargs):
 
 
 @pytest.mark.parametrize(
+    ("make", "kwargs"),
+    [
+        (optim.SGD, {"lr": 0.1}),
+        (optim.SGD, {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01}),
+        (optim.SGD, {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
+        (optim.Adam, {"lr": 1e-2, "weight_decay": 0.05}),
+    ],
+)
+def test_updates_block_by_block_give_the_same_numbers(monkeypatch, make, kwargs):
+    """The update runs on blocks of optim.BLOCK numbers: any block size, the same bits."""
+    results = []
+    for block in (10**9, 7, 1):  # one block; blocks of 7 with a short last one; single numbers
+        monkeypatch.setattr(optim, "BLOCK", block)
+        rng = np.random.default_rng(5)
+        ps = [Parameter(rng.standard_normal(s).astype(np.float32)) for s in ((5, 9), (3,))]
+        opt = make(ps, **kwargs)
+        for _ in range(3):
+            for p in ps:
+                g = rng.standard_normal(p.shape[::-1]).astype(np.float32).T  # not C-ordered
+                p.grad = g
+            opt.step()
+        results.append([p.data.copy() for p in ps] + [a for a in opt.state_dict().values()])
+    for other in results[1:]:
+        for a, b in zip(results[0], other, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
     "kwargs",
     [
         {"lr": 1e-2},
