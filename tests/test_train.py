@@ -86,6 +86,18 @@ def test_mlp_on_real_mnist_passes_95_percent_in_seconds(tmp_path, mnist_dir):
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
 
 
+@pytest.mark.mnist
+def test_lenet_on_real_mnist_passes_95_percent(tmp_path, mnist_dir):
+    """LeNet-5 (conv, ReLU, max-pool, batch-innermost memory) learns real digits: 8,000 / 2,000."""
+    data = load_mnist(mnist_dir, split="test", download=False)
+    train, test = data.split(8000, seed=0)
+    cfg = TrainConfig(model="cnn", dataset="mnist", epochs=4, batch_size=64, lr=0.05)
+    result = run_training(cfg, tmp_path, progress=False, plots=False, log=None, data=(train, test))
+    assert result.test_accuracy >= 0.95  # 96.45% measured
+    losses = [h["train_loss"] for h in result.fit.history]
+    assert losses == sorted(losses, reverse=True)  # the surrogate error falls every epoch
+
+
 # ----------------------------------------------------------------------------- resume, Ctrl-C
 
 
