@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.add_parser(sub)
+    for command in sub.choices.values():  # every subcommand, so none can miss it
+        command.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 

@@ -115,7 +115,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="refuse networks with more parameters (default 25,000,000)",
     )
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(run=run)
 
 

@@ -52,7 +52,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random starts (default 0)")
     add_vars(p)
     p.add_argument("--plot", metavar="FILE", help="write a PNG contour plot (2 variables)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(run=run)
 
 

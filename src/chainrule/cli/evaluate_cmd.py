@@ -33,7 +33,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="images per forward pass (default 1000)",
     )
     p.add_argument("--json", action="store_true", help="print the numbers as JSON")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(run=run)
 
 

@@ -24,7 +24,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--verbose", "-v", action="store_true", help="print the worst element of each check"
     )
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(run=run)
 
 

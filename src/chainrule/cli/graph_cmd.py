@@ -64,7 +64,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="input, hidden and output sizes of the network (default: 3,4,2)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed of the parameters (default: 0)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(run=run)
 
 

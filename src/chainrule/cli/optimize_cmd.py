@@ -77,7 +77,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="box bounds: one pair LO HI for every variable, or one pair per variable",
     )
     p.add_argument("--plot", metavar="FILE", help="write a PNG contour plot (2 variables)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(run=run)
 
 

@@ -49,7 +49,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="PNG: resize the whole picture as it is (no cropping, scaling or centring)",
     )
     p.add_argument("--top", type=int, default=3, metavar="K", help="show the K likeliest classes")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(run=run)
 
 

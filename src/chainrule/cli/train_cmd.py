@@ -125,7 +125,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(run=run)
 
 
