@@ -246,6 +246,17 @@ def _swap_last(n: int) -> tuple[int, ...]:
     return tuple(range(n - 2)) + (n - 1, n - 2)
 
 
+def _g_times_t(g, x, rows):
+    """G X^T for G (rows x P) and X (K x P): de/dA of a product A X.
+
+    For a long contraction (im2col's Ho Wo N columns) it runs as (X G^T)^T, the orientation
+    BLAS runs up to ~1.7x faster; the numbers are the same products.
+    """
+    if _shape(x)[1] > 8 * builtins.max(rows, _shape(x)[0]):
+        return (x @ g.T).T
+    return g @ x.T
+
+
 def _outer(u, v):
     return reshape(u, shape=(-1, 1)) * reshape(v, shape=(1, -1))
 
@@ -266,9 +277,7 @@ def matmul(a, b):
 def _matmul_vjp_a(g, out, a, b):
     sa, sb = _shape(a), _shape(b)
     if len(sa) == 2 and len(sb) == 2:
-        if sb[1] > 8 * builtins.max(sa):  # a long contraction (im2col's N Ho Wo columns):
-            return (b @ g.T).T  # BLAS runs this orientation up to ~1.7x faster
-        return g @ b.T
+        return _g_times_t(g, b, rows=sa[0])
     if len(sa) == 1 and len(sb) == 1:
         return g * b
     # promote vectors to matrices (a: 1 x k, b: k x 1), then G B^T, then drop the added axes
@@ -386,9 +395,7 @@ def affine(w, x, b=None):
 
 def _affine_vjp_w(g, out, w, x, b=None):
     if len(_shape(x)) == 2:
-        if _shape(x)[1] > 8 * builtins.max(_shape(w)):  # a long contraction (im2col's columns):
-            return (x @ g.T).T  # BLAS runs this orientation up to ~1.7x faster
-        return g @ x.T
+        return _g_times_t(g, x, rows=_shape(w)[0])
     return g @ _mT(x)  # the engine sums the stack axes away
 
 
