@@ -66,12 +66,14 @@ from .rules import (
 from .tensor import (
     RULES,
     GraphError,
+    Rule,
     ShapeError,
     Tensor,
     autograd_grad,
     enable_grad,
     is_grad_enabled,
     no_grad,
+    rule,
     tensor,
 )
 
@@ -89,6 +91,8 @@ __all__ = [
     "GraphError",
     "ShapeError",
     "RULES",
+    "Rule",
+    "rule",
     "COMPOSITES",
     "derivative",
     "grad",

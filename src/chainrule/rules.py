@@ -64,6 +64,54 @@ def _same_or_broadcast(op: str, a: Any, b: Any) -> None:
         ) from None
 
 
+def _axis_index(op: str, axis: Any, ndim: int) -> int:
+    """One axis as an index in [0, ndim): negative axes count from the end."""
+    if not isinstance(axis, numbers.Integral) or isinstance(axis, bool):
+        raise TypeError(f"{op}: an axis must be an int, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{op}: axis {axis} is out of range for {ndim} axes")
+    return int(axis) % ndim
+
+
+def _axes(op: str, axis: Any, ndim: int) -> Any:
+    """A reduction's ``axis`` normalised: None, an int in [0, ndim) or a sorted tuple of them.
+
+    A 0-d input accepts axis 0 and -1 (a reduction over nothing, ``()``), as PyTorch does.
+    """
+    if axis is None:
+        return None
+    items = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    if ndim == 0:
+        if any(not isinstance(a, numbers.Integral) or a not in (0, -1) for a in items):
+            raise ValueError(f"{op}: axis {axis!r} is out of range for a 0-d input")
+        return ()
+    axes = tuple(sorted(_axis_index(op, a, ndim) for a in items))
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{op}: axis {axis!r} names an axis twice")
+    return axes[0] if isinstance(axis, numbers.Integral) else axes
+
+
+def _axis_tuple(axis: Any, ndim: int) -> tuple[int, ...]:
+    """The axes a normalised ``axis`` reduces over, as a tuple."""
+    if axis is None:
+        return tuple(range(ndim))
+    return (axis,) if isinstance(axis, numbers.Integral) else axis
+
+
+def _reduction_params(op: str) -> Callable:
+    def prepare(x, axis=None, keepdims=False):
+        return {"axis": _axes(op, axis, len(_shape(x))), "keepdims": bool(keepdims)}
+
+    return prepare
+
+
+def _one_axis_params(op: str) -> Callable:
+    def prepare(x, axis=-1):
+        return {"axis": _axis_index(op, axis, builtins.max(1, len(_shape(x))))}
+
+    return prepare
+
+
 # ==================== 1. elementwise
 
 
@@ -132,10 +180,23 @@ def power(a, p):
     return a**p
 
 
-power.defvjp(
-    lambda g, out, a, p: g * (p * a ** (p - 1)),
-    lambda g, out, a, p: g * out * log(a),
-)
+def _power_vjp_a(g, out, a, p):
+    # p a^(p-1), and 0 where p = 0 (a^0 = 1 is constant: no 0 * inf at a = 0); at a = 0 with
+    # p < 1 the derivative is infinite, as it should be (no warning)
+    with xp.errstate(divide="ignore"):
+        if isinstance(p, numbers.Number):
+            return scale(g, alpha=0.0) if p == 0 else g * scale(a ** (p - 1), alpha=float(p))
+        p_is_0 = xp.equal(_d(p), 0)
+        return g * (p * a ** (p - 1 + p_is_0))
+
+
+def _power_vjp_p(g, out, a, p):
+    # a^p log a, and 0 where a = 0 and p >= 0 (the limit; PyTorch, autograd and JAX agree)
+    a_is_0 = xp.equal(_d(a), 0) & xp.greater_equal(_d(p), 0)
+    return g * out * log(a + a_is_0)
+
+
+power.defvjp(_power_vjp_a, _power_vjp_p)
 
 
 @rule
@@ -316,14 +377,31 @@ matmul.defvjp(_matmul_vjp_a, _matmul_vjp_b)
 
 @rule
 def transpose(x, axes=None):
-    """d x^T/dx: the gradient is transposed back"""
+    """d x^T/dx: the gradient is transposed back (by the inverse permutation)"""
     return xp.transpose(x, axes)
+
+
+@transpose.defparams
+def _transpose_params(x, axes=None):
+    n = len(_shape(x))
+    if axes is None:
+        return {"axes": None}
+    perm = tuple(_axis_index("transpose", a, n) for a in axes)
+    if sorted(perm) != list(range(n)):
+        raise ValueError(
+            f"transpose: axes {tuple(axes)} are not a permutation of the {n} axes of shape "
+            f"{_shape(x)}"
+        )
+    return {"axes": perm}
 
 
 def _transpose_vjp(g, out, x, axes=None):
     if axes is None:
         return transpose(g)
-    return transpose(g, axes=tuple(int(i) for i in xp.argsort(axes)))
+    inverse = [0] * len(axes)
+    for i, a in enumerate(axes):
+        inverse[a] = i
+    return transpose(g, axes=tuple(inverse))
 
 
 transpose.defvjp(_transpose_vjp)
@@ -410,10 +488,8 @@ affine.defvjp(
 
 
 def _keep_shape(shape: tuple[int, ...], axis: Any) -> tuple[int, ...]:
-    if axis is None:
-        return (1,) * len(shape)
-    axes = (axis,) if isinstance(axis, numbers.Integral) else axis
-    axes = {a % len(shape) for a in axes}
+    """The reduced shape with keepdims (``axis`` as :func:`_axes` normalised it)."""
+    axes = _axis_tuple(axis, len(shape))
     return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
@@ -428,33 +504,42 @@ def _sum_vjp(g, out, x, axis=None, keepdims=False):
 
 
 sum.defvjp(_sum_vjp)
+sum.defparams(_reduction_params("sum"))
+
+
+def _count(shape: tuple[int, ...], axis: Any) -> int:
+    """How many numbers a reduction over ``axis`` takes together."""
+    return math.prod(shape[a] for a in _axis_tuple(axis, len(shape)))
 
 
 @rule
 def mean(x, axis=None, keepdims=False):
     """d mean(x)/dx = 1/n: the gradient is shared equally by the n summands"""
-    return xp.mean(x, axis=axis, keepdims=keepdims)
+    n = _count(xp.shape(x), axis)
+    with xp.errstate(invalid="ignore", divide="ignore"):  # an empty mean is NaN, as PyTorch's
+        return xp.divide(xp.sum(x, axis=axis, keepdims=keepdims), n)
 
 
 def _mean_vjp(g, out, x, axis=None, keepdims=False):
-    n = math.prod(_shape(x)) // builtins.max(1, math.prod(_shape(out)))
-    return scale(_sum_vjp(g, out, x, axis, keepdims), alpha=1.0 / n)
+    n = _count(_shape(x), axis)
+    return scale(_sum_vjp(g, out, x, axis, keepdims), alpha=1.0 / n if n else 0.0)
 
 
 mean.defvjp(_mean_vjp)
+mean.defparams(_reduction_params("mean"))
 
 
 @rule(saves=True)
 def max(x, axis=None, keepdims=False):
     """d max(x)/dx = e_k, k = argmax (saved; on ties the first maximum takes the gradient)"""
-    if axis is None:
+    if axis is None or axis == ():
         k = xp.argmax(x)
         mask = xp.zeros(x.size, dtype=bool)
         mask[k] = True
         out = x.reshape(-1)[k]
         return (out.reshape((1,) * x.ndim) if keepdims else out), mask.reshape(x.shape)
     if not isinstance(axis, numbers.Integral):
-        raise ValueError(f"max: axis must be an int or None, got {axis!r}")
+        raise ValueError(f"max: axis must be one int or None, got {axis!r}")
     k = xp.expand_dims(xp.argmax(x, axis=axis), axis)
     out = xp.take_along_axis(x, k, axis=axis)
     mask = xp.zeros(x.shape, dtype=bool)
@@ -467,6 +552,7 @@ max.defvjp(
         reshape(g, shape=_keep_shape(_shape(x), axis)) * saved
     )
 )
+max.defparams(_reduction_params("max"))
 
 
 @rule
@@ -552,7 +638,7 @@ def concat(*xs, axis=0):
 
 
 def _concat_vjp(g, out, *xs, axis=0):
-    ax = axis % len(_shape(g))
+    ax = axis
     grads, start = [], 0
     for x in xs:
         n = _shape(x)[ax]
@@ -562,6 +648,13 @@ def _concat_vjp(g, out, *xs, axis=0):
 
 
 concat.defvjp_all(_concat_vjp)
+
+
+@concat.defparams
+def _concat_params(*xs, axis=0):
+    if not xs:
+        raise ValueError("concat: needs at least one input")
+    return {"axis": _axis_index("concat", axis, builtins.max(1, len(_shape(xs[0]))))}
 
 
 @rule
@@ -575,17 +668,25 @@ def stack(*xs, axis=0):
 
 
 def _stack_vjp(g, out, *xs, axis=0):
-    ax = axis % len(_shape(g))
+    ax = axis
     return tuple(getitem(g, index=(slice(None),) * ax + (i,)) for i in range(len(xs)))
 
 
 stack.defvjp_all(_stack_vjp)
 
 
+@stack.defparams
+def _stack_params(*xs, axis=0):
+    if not xs:
+        raise ValueError("stack: needs at least one input")
+    return {"axis": _axis_index("stack", axis, len(_shape(xs[0])) + 1)}
+
+
 @composite("d split(x)/dx: the pieces' gradients are concatenated back")
 def split(x, sections, axis=0):
     """Split ``x`` along ``axis`` into pieces of the given sizes (or n equal pieces)."""
-    n = _shape(x)[axis]
+    ax = _axis_index("split", axis, len(_shape(x)))
+    n = _shape(x)[ax]
     if isinstance(sections, numbers.Integral):
         if n % sections:
             raise ShapeError(
@@ -596,7 +697,6 @@ def split(x, sections, axis=0):
         sizes = list(sections)
         if builtins.sum(sizes) != n:
             raise ShapeError(f"split: sizes {sizes} do not add up to length {n} of axis {axis}")
-    ax = axis % len(_shape(x))
     out, start = [], 0
     for s in sizes:
         out.append(getitem(x, index=(slice(None),) * ax + (slice(start, start + s),)))
@@ -791,6 +891,7 @@ def softmax(x, axis=-1):
 
 
 softmax.defvjp(lambda g, out, x, axis=-1: out * (g - sum(g * out, axis=axis, keepdims=True)))
+softmax.defparams(_one_axis_params("softmax"))
 
 
 @rule
@@ -802,6 +903,7 @@ def log_softmax(x, axis=-1):
 
 
 log_softmax.defvjp(lambda g, out, x, axis=-1: g - exp(out) * sum(g, axis=axis, keepdims=True))
+log_softmax.defparams(_one_axis_params("log_softmax"))
 
 
 def _check_labels(op: str, scores: Any, labels: Any) -> Any:

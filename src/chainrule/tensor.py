@@ -115,6 +115,7 @@ class Rule:
         self.vjps: tuple[Callable, ...] = ()
         self.vjp_all: Callable | None = None
         self.saves = saves
+        self.prepare: Callable | None = None
 
     def defvjp(self, *vjps: Callable) -> Rule:
         """Set the vector-Jacobian products, one per differentiable input, in argument order."""
@@ -122,14 +123,34 @@ class Rule:
         return self
 
     def defvjp_all(self, fn: Callable) -> Rule:
-        """Set one function returning the tuple of all input gradients (variadic rules)."""
+        """Set one function returning the tuple of all input gradients (variadic rules).
+
+        A variadic rule takes its inputs as separate arguments or as one list or tuple
+        (``concat([a, b], axis=1)``, NumPy's and PyTorch's way).
+        """
         self.vjp_all = fn
+        return self
+
+    def defparams(self, fn: Callable) -> Rule:
+        """Set ``fn(*inputs, **params) -> params``: checks and normalises the parameters once.
+
+        It runs before the forward and its result is what the node records, so the forward
+        and every vjp see the same canonical parameters (e.g. axes made non-negative).
+        """
+        self.prepare = fn
         return self
 
     def __repr__(self) -> str:
         return f"<rule {self.name}: {self.formula}>"
 
     def __call__(self, *args: Any, **params: Any) -> Any:
+        if self.vjp_all is not None and args and isinstance(args[0], (list, tuple)):
+            if len(args) > 1:
+                raise TypeError(
+                    f"{self.name}: give the inputs as one list ({self.name}([a, b], axis=...)) "
+                    f"or as separate arguments, not both"
+                )
+            args = tuple(args[0])
         datas = []
         any_tensor = False
         traced = False
@@ -141,6 +162,10 @@ class Rule:
                     traced = True
             else:
                 datas.append(a)
+        if not any_tensor and not all(type(d) is xp.ndarray for d in datas):
+            datas = _numbers_as_arrays(datas)
+        if self.prepare is not None:
+            params = self.prepare(*datas, **params)
         if not any_tensor:
             out = self.forward(*datas, **params)
             return out[0] if self.saves else out
@@ -149,7 +174,7 @@ class Rule:
         if self.saves:
             out, saved = out
         t = Tensor.__new__(Tensor)
-        t.data = out
+        t.data = out if type(out) is xp.ndarray else xp.asarray(out)  # a ufunc's 0-d result
         t.grad = None
         t.name = None
         t._retain = False
@@ -160,6 +185,17 @@ class Rule:
             t.requires_grad = False
             t._ctx = None
         return t
+
+
+def _numbers_as_arrays(datas: list[Any]) -> list[Any]:
+    """Python and NumPy numbers as 0-d arrays, so every forward can use array methods.
+
+    A NumPy scalar keeps its dtype; Python numbers become arrays only when no array is among
+    the inputs (next to an array they stay "weak", as NumPy promotes them).
+    """
+    if all(isinstance(d, numbers.Number) for d in datas):
+        return [xp.asarray(d) for d in datas]
+    return [xp.asarray(d) if isinstance(d, xp.generic) else d for d in datas]
 
 
 def rule(fn: Callable | None = None, *, saves: bool = False) -> Any:
@@ -577,11 +613,20 @@ def _backprop(
             for i, a in enumerate(args):
                 if not (isinstance(a, Tensor) and a.requires_grad):
                     continue
-                gi = all_g[i] if all_g is not None else r.vjps[i](g, out, *ins, **params)
+                if all_g is not None:
+                    gi = all_g[i]
+                elif i < len(r.vjps):
+                    gi = r.vjps[i](g, out, *ins, **params)
+                else:
+                    raise NotImplementedError(
+                        f"rule {r.name!r} has no vector-Jacobian product for input {i}: "
+                        f"give it one with {r.name}.defvjp(...), or do not differentiate "
+                        f"with respect to that input"
+                    )
                 if gi is None:
                     continue
                 if gi.shape != a.data.shape:
-                    gi = sum_to_shape(gi, a.data.shape)
+                    gi = _unbroadcast(r, i, gi, a.data.shape)
                 if not create_graph and gi.dtype != a.data.dtype:
                     gi = gi.astype(a.data.dtype)
                 k = id(a)
@@ -594,9 +639,26 @@ def _backprop(
     return result
 
 
+def _unbroadcast(r: Rule, i: int, g: Any, shape: tuple[int, ...]) -> Any:
+    """Sum a broadcast gradient down to its input's shape; any other mismatch is a bug."""
+    try:
+        fits = xp.broadcast_shapes(g.shape, shape) == tuple(g.shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise GraphError(
+            f"rule {r.name!r}: the vjp for input {i} returned a gradient of shape "
+            f"{tuple(g.shape)}, but the input has shape {tuple(shape)} (and the gradient is "
+            "not a broadcast of it): the rule's derivative is wrong"
+        )
+    return sum_to_shape(g, shape)
+
+
 def _store_grad(t: Tensor, g: Any, owned: set[int]) -> None:
     if isinstance(g, Tensor):
         g = g.data
+    if type(g) is not xp.ndarray:
+        g = xp.asarray(g)  # a ufunc's 0-d result is a NumPy scalar: .grad is always an array
     if t.grad is None:
         # a gradient array may be shared (add passes g to both inputs; a view of the seed):
         # give each tensor its own so an in-place change of one .grad cannot reach another
@@ -650,6 +712,8 @@ def autograd_grad(
             g = Tensor(z) if create_graph else z
         elif create_graph and not isinstance(g, Tensor):
             g = Tensor(g)
+        elif not create_graph and type(g) is not xp.ndarray:
+            g = xp.asarray(g)
         grads.append(g)
     return tuple(grads)
 
