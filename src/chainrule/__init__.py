@@ -11,7 +11,7 @@ Operations come from one table of derivative rules (:mod:`chainrule.rules`); eve
 checked against central differences by ``chainrule gradcheck``.
 """
 
-from .check import GradCheckReport, check_grad
+from .check import GradCheckReport, check_grad, gradcheck
 from .functional import (
     derivative,
     directional_derivative,
@@ -105,6 +105,7 @@ __all__ = [
     "vjp",
     "check_grad",
     "GradCheckReport",
+    "gradcheck",
     "to_dot",
     "add",
     "subtract",

@@ -18,7 +18,7 @@ from typing import Any
 from .backend import xp
 from .tensor import Tensor, _backprop
 
-__all__ = ["check_grad", "GradCheckReport", "InputReport"]
+__all__ = ["check_grad", "GradCheckReport", "InputReport", "gradcheck"]
 
 
 @dataclass
@@ -72,6 +72,11 @@ class GradCheckReport:
         if not self.inputs:
             lines.append("  (no floating-point input to check)")
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from .display import report_html
+
+        return report_html(self)
 
 
 def _is_diff(a: Any) -> bool:
@@ -265,3 +270,25 @@ def check_rule(name: str, order: int = 1, seed: int = 0) -> TableRow:
 def check_table(order: int = 1, names: list[str] | None = None) -> list[TableRow]:
     """Check every entry of the derivative table against central differences."""
     return [check_rule(n, order) for n in (names or list(table()))]
+
+
+def gradcheck(names: list[str] | None = None, orders: tuple[int, ...] = (1, 2)) -> Any:
+    """The table of rules checked at ``orders``, as ``chainrule gradcheck`` prints it.
+
+    Returns a :class:`chainrule.display.GradcheckTable` (a list of ``(name, formula, {order:
+    TableRow})``; ``.ok``, ``.failed``); a notebook shows it as an HTML table.
+    """
+    from .display import GradcheckTable
+
+    known = table()
+    names = list(known) if names is None else list(names)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown rule(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    if not orders or any(o not in (1, 2) for o in orders):
+        raise ValueError(f"orders must be 1 and/or 2, got {orders}")
+    rows = []
+    for name in names:
+        checks = {o: check_rule(name, o) for o in orders}
+        rows.append((name, checks[orders[0]].formula, checks))
+    return GradcheckTable(rows, orders)

@@ -30,6 +30,7 @@ from typing import Any
 
 from .atomic import atomic_write_bytes
 from .backend import xp
+from .display import DotGraph
 from .tensor import _FREED, GraphError, Rule, Tensor
 
 __all__ = ["to_dot", "SAVED_FOR_BACKWARD", "lecture_network", "write_graphs", "render_svg"]
@@ -252,12 +253,13 @@ def to_dot(
     root: Tensor,
     names: Mapping[str, Tensor] | Iterable[tuple[str, Tensor]] | None = None,
     which: str = "both",
-) -> str:
+) -> DotGraph:
     """DOT text of the forward graph that made ``root`` and of its reversed (backward) graph.
 
     ``names`` maps names to tensors (e.g. ``model.named_parameters()``); otherwise a tensor's
     ``.name`` or ``t<i>`` is shown. ``which``: ``"both"`` (one digraph, two clusters),
     ``"forward"`` or ``"backward"``. Raises GraphError on a graph freed by ``backward()``.
+    The result is a ``str`` that a Jupyter notebook draws as SVG when Graphviz is installed.
     """
     if which not in ("both", "forward", "backward"):
         raise ValueError(f"to_dot: which must be 'both', 'forward' or 'backward', got {which!r}")
@@ -353,7 +355,9 @@ def to_dot(
         f"{src} -> {dst} [style=dashed, color=gray40, arrowhead=empty, label={_quote(what)}];"
         for src, dst, what in reads
     ]
-    return _assemble(which, fwd_nodes, fwd_edges, bwd_nodes, bwd_edges, read_edges, saved_nodes)
+    return DotGraph(
+        _assemble(which, fwd_nodes, fwd_edges, bwd_nodes, bwd_edges, read_edges, saved_nodes)
+    )
 
 
 def _param_ids(g: _Graph) -> set[int]:

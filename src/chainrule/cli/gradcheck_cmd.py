@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"unknown rule(s) {', '.join(unknown)}; known: {', '.join(known)}")
     orders = (args.order,) if args.order else (1, 2)
-    width = max(len(n) for n in names)
+    width = max(len("rule"), *(len(n) for n in names))
     header = (
         f"{'rule':<{width}}  "
         + "  ".join(f"{'order ' + str(o):>9}" for o in orders)
