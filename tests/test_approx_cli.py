@@ -182,17 +182,20 @@ def test_pictures_from_the_library(tmp_path):
         return np.sin(2 * x[:, 0]) * np.cos(x[:, 1])
 
     box = [(-1.0, 1.0), (-1.0, 1.0)]
-    paths = [
-        plot_approximation(construct(f, box, 0.25), f, tmp_path / "k2.png"),
-        plot_methods(f, box, 0.25, tmp_path / "methods.svg"),
-        plot_convergence(sweep(f, box, [0.5, 0.25]), tmp_path / "sweep.pdf"),
-        plot_depth(range(1, 5), tmp_path / "depth.png"),
-        plot_approximation(
-            construct(lambda x: np.where(x[:, 0] > 0, 1.0, 0.0), (-1, 1), 0.1, [0.0]),
-            lambda x: np.where(x[:, 0] > 0, 1.0, 0.0),
-            tmp_path / "jump.png",
-        ),
+    jump = lambda x: np.where(x[:, 0] > 0, 1.0, 0.0)  # noqa: E731
+    paths = [tmp_path / n for n in ("k2.png", "methods.svg", "sweep.pdf", "depth.png", "jump.png")]
+    figures = [
+        plot_approximation(construct(f, box, 0.25), f, paths[0]),
+        plot_methods(f, box, 0.25, paths[1]),
+        plot_convergence(sweep(f, box, [0.5, 0.25]), paths[2]),
+        plot_depth(range(1, 5), paths[3]),
+        plot_approximation(construct(jump, (-1, 1), 0.1, [0.0]), jump, paths[4]),
     ]
+    from matplotlib.figure import Figure
+
+    for fig in figures:  # each returns its Figure, which a notebook shows as PNG
+        assert isinstance(fig, Figure) and fig._repr_png_().startswith(PNG)
+    assert len(figures[0].axes) >= 3  # K = 2: f, the network and the error
     heads = [p.read_bytes()[:8] for p in paths]
     assert heads[0].startswith(PNG) and heads[3].startswith(PNG) and heads[4].startswith(PNG)
     assert b"<?xml" in heads[1] or b"<svg" in paths[1].read_bytes()[:200]
@@ -204,3 +207,7 @@ def test_pictures_from_the_library(tmp_path):
         plot_methods(f, (0, 1), 0.25, tmp_path / "bad.png")
     with pytest.raises(OSError, match="does not exist"):
         plot_approximation(construct(f, box, 0.5), f, tmp_path / "no" / "dir.png")
+    before = sorted(tmp_path.iterdir())
+    fig = plot_approximation(construct(jump, (-1, 1), 0.1, [0.0]), jump)  # no path: no file
+    assert isinstance(fig, Figure) and sorted(tmp_path.iterdir()) == before
+    assert {ax.get_title().split(":")[0] for ax in fig.axes} >= {"error"}

@@ -196,6 +196,7 @@ def test_contour_plot_marks_path_and_points(tmp_path):
     np.testing.assert_allclose(ax.get_xlim(), (-3, 3))
     path_line = ax.lines[0]
     np.testing.assert_allclose(path_line.get_xdata(), result.history["x"][:, 0])
+    assert fig._repr_png_().startswith(b"\x89PNG")  # a notebook shows the returned Figure
     target = tmp_path / "plot.png"
     contour_plot(f, path=result.history["x"], points=points, file=target)
     assert target.read_bytes().startswith(PNG_SIGNATURE)

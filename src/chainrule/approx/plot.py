@@ -8,7 +8,9 @@
 * ``plot_convergence``: max error against d on log-log axes with the bound and slope 2.
 * ``plot_depth``: the deep and the shallow network on x^2 (pieces and error).
 
-Each writes the file atomically (a temporary file, then ``os.replace``) and returns its path.
+Each returns the matplotlib Figure (a notebook shows it inline) and, given ``path``, also
+writes the picture there atomically (a temporary file, then ``os.replace``); the format
+follows the suffix (.png, .svg, .pdf, ...).
 """
 
 from __future__ import annotations
@@ -36,16 +38,25 @@ __all__ = [
 
 
 def _figure(rows: int, cols: int, size: tuple[float, float]) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = _new_figure(size)
     axes = fig.subplots(rows, cols, squeeze=False)
     return fig, axes
 
 
-def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+def _new_figure(size: tuple[float, float]) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from ..display import figure
+
+    fig = figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: str | os.PathLike[str] | None) -> Any:
+    """Write ``fig`` to ``path`` (when given) and return the figure."""
+    if path is None:
+        return fig
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
     if fmt not in fig.canvas.get_supported_filetypes():
@@ -57,7 +68,8 @@ def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
         raise OSError(f"folder {str(path.parent)!r} does not exist")
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=120)
-    return atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
+    return fig
 
 
 def _title(net: Module, what: str) -> str:
@@ -70,13 +82,16 @@ def _title(net: Module, what: str) -> str:
 def plot_approximation(
     net: Module,
     f: Callable[[np.ndarray], Any],
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | None = None,
     domain: Any = None,
     *,
     label: str = "f",
     output: int = 0,
-) -> Path:
-    """Draw f against the network (K = 1: with its triangles and error; K = 2: heat maps)."""
+) -> Any:
+    """Draw f against the network (K = 1: with its triangles and error; K = 2: heat maps).
+
+    Returns the Figure; ``path``: also write it there.
+    """
     construction = getattr(net, "construction", None)
     if domain is None:
         if construction is None:
@@ -95,7 +110,7 @@ def plot_approximation(
     raise ValueError(f"pictures are drawn for K = 1 or 2 inputs, this domain has K = {len(box)}")
 
 
-def _plot_1d(net: Module, f: Callable, box: Any, path: Any, label: str, output: int) -> Path:
+def _plot_1d(net: Module, f: Callable, box: Any, path: Any, label: str, output: int) -> Any:
     ((lo, hi),) = box
     x = np.linspace(lo, hi, 4001)[:, None]
     c = getattr(net, "construction", None)
@@ -106,11 +121,7 @@ def _plot_1d(net: Module, f: Callable, box: Any, path: Any, label: str, output: 
     y[keep] = sample(f, x[keep])[:, output]
     out = evaluate(net, x)[:, output]
     report = error_report(net, f, box)
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11, 10.5), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = _new_figure((11, 10.5))
     panels = fig.subplot_mosaic(
         [["top", "top"], ["middle", "zoom"], ["bottom", "bottom"]], width_ratios=[3, 1]
     )
@@ -225,11 +236,14 @@ def plot_methods(
     f: Callable[[np.ndarray], Any],
     domain: Any,
     d: float,
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | None = None,
     *,
     label: str = "f",
-) -> Path:
-    """K = 2: heat maps of f, the network and the error, simplex (top) and pyramid (bottom)."""
+) -> Any:
+    """K = 2: heat maps of f, the network and the error, simplex (top) and pyramid (bottom).
+
+    Returns the Figure; ``path``: also write it there.
+    """
     box = parse_domain(domain)
     if len(box) != 2:
         raise ValueError(f"plot_methods draws K = 2 inputs, this domain has K = {len(box)}")
@@ -244,9 +258,12 @@ def plot_methods(
 
 
 def plot_convergence(
-    result: SweepResult, path: str | os.PathLike[str], *, label: str = "f"
-) -> Path:
-    """Max and RMS error against d (log-log) with the bound and a slope-2 reference."""
+    result: SweepResult, path: str | os.PathLike[str] | None = None, *, label: str = "f"
+) -> Any:
+    """Max and RMS error against d (log-log) with the bound and a slope-2 reference.
+
+    Returns the Figure; ``path``: also write it there.
+    """
     fig, axes = _figure(1, 1, (7, 5))
     ax = axes[0, 0]
     ds = np.array(result.ds)
@@ -269,8 +286,11 @@ def plot_convergence(
     return _save(fig, path)
 
 
-def plot_depth(depths: Sequence[int], path: str | os.PathLike[str]) -> Path:
-    """The deep (Yarotsky) and shallow networks on x^2: the functions and error vs neurons."""
+def plot_depth(depths: Sequence[int], path: str | os.PathLike[str] | None = None) -> Any:
+    """The deep (Yarotsky) and shallow networks on x^2: the functions and error vs neurons.
+
+    Returns the Figure; ``path``: also write it there.
+    """
     from .depth import deep_square, depth_demo, shallow
 
     rows = depth_demo(depths)

@@ -93,7 +93,6 @@ def contour_plot(
     try:
         from matplotlib import rc_context
         from matplotlib.colors import BoundaryNorm
-        from matplotlib.figure import Figure
         from matplotlib.lines import Line2D
         from matplotlib.patheffects import withStroke
     except ImportError:
@@ -123,7 +122,9 @@ def contour_plot(
     Z = _grid_values(f, X, Y)
     finite = Z[np.isfinite(Z)]
 
-    fig = Figure(figsize=(7, 6), dpi=110, layout="constrained")
+    from ..display import figure
+
+    fig = figure(figsize=(7, 6), dpi=110, layout="constrained")  # shows inline in a notebook
     ax = fig.add_subplot()
     handles: list[Any] = []
     if finite.size and finite.max() > finite.min():
