@@ -175,3 +175,55 @@ def test_live_curves_redraw_in_place_at_most_every_interval():
 
 def test_not_a_notebook_here():
     assert in_notebook() is False
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _digits_trainer(**kw):
+    from chainrule import models, optim
+    from chainrule.data import load_digits
+    from chainrule.train import Trainer
+
+    train, test = load_digits(test_fraction=0.2, seed=0)
+    model = models.mlp((1, 8, 8), hidden=8, rng=0)
+    return Trainer(
+        model,
+        optim.SGD(model.parameters(), lr=0.1),
+        train.subset(slice(0, 128)),
+        test.subset(slice(0, 64)),
+        batch_size=32,
+        progress=False,
+        log=None,
+        **kw,
+    )
+
+
+def test_training_redraws_the_live_curves_after_every_epoch():
+    frames = []
+    trainer = _digits_trainer(live_plot=LiveCurves(every=0, show=frames.append))
+    trainer.fit(3)
+    assert len(frames) == 3 and all(f.startswith(PNG) for f in frames)
+
+
+def test_live_curves_are_on_in_a_notebook_and_off_elsewhere(monkeypatch):
+    from chainrule.train import loop
+
+    assert _digits_trainer().live is None  # a test process is no notebook
+    with pytest.raises(ValueError, match="needs a Jupyter notebook"):
+        _digits_trainer(live_plot=True)
+    monkeypatch.setattr(loop, "in_notebook", lambda: True)
+    assert isinstance(_digits_trainer().live, LiveCurves)
+    assert _digits_trainer(live_plot=False).live is None
+
+
+def test_progress_bars_come_from_tqdm_auto():
+    import tqdm.auto
+
+    from chainrule.train import loop
+
+    bar = loop._bar(3, "epoch 1/1", 0)
+    try:
+        assert isinstance(bar, tqdm.auto.tqdm)  # widgets in a notebook, text in a terminal
+    finally:
+        bar.close()

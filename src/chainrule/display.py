@@ -101,7 +101,7 @@ def _verdict(ok: bool) -> str:
 def report_html(report: Any) -> str:
     """A :class:`chainrule.GradCheckReport` as an HTML table: one row per checked input."""
     head = (
-        f"<p><span style=\"{PASS_STYLE if report.ok else FAIL_STYLE}\">"
+        f'<p><span style="{PASS_STYLE if report.ok else FAIL_STYLE}">'
         f"{'PASS' if report.ok else 'FAIL'}</span>: analytic gradient vs central differences "
         f"(eps = {report.eps:g}); passing when |analytic - numeric| &le; {report.atol:g} + "
         f"{report.rtol:g} |numeric|</p>"

@@ -18,6 +18,9 @@ inside the epoch) repeats exactly the updates an uninterrupted run would make.
 Ctrl-C (SIGINT) asks the loop to stop: it finishes the current update, saves a checkpoint
 with its position inside the epoch, and returns with ``interrupted=True``; a second Ctrl-C
 stops at once.
+
+Progress shows as ``tqdm.auto`` bars (widgets in a notebook, text in a terminal); in a Jupyter
+notebook the error curves are also redrawn in place after every epoch (``live_plot``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..data import DataLoader, Dataset
+from ..display import LiveCurves, in_notebook
 from ..rules import softmax_cross_entropy
 from .checkpoint import Checkpoint, save_checkpoint
 from .metrics import evaluate
@@ -122,7 +126,8 @@ class Trainer:
 
     ``architecture`` and ``hyperparameters`` go into each checkpoint's metadata (written to
     ``checkpoint_path`` after every epoch when it is given). ``schedule`` (epoch -> lr) sets
-    the learning rate at the start of each epoch.
+    the learning rate at the start of each epoch. ``live_plot``: redraw the curves after each
+    epoch in a notebook (None: on in a Jupyter notebook, off elsewhere; or a LiveCurves).
     """
 
     def __init__(
@@ -140,6 +145,7 @@ class Trainer:
         checkpoint_path: str | Path | None = None,
         progress: bool = True,
         log: Callable[[str], None] | None = say,
+        live_plot: bool | LiveCurves | None = None,
     ) -> None:
         if not isinstance(train_set, Dataset):
             raise TypeError(f"train_set must be a Dataset, got {type(train_set).__name__}")
@@ -154,6 +160,15 @@ class Trainer:
         self.hyperparameters = hyperparameters or {}
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
         self.progress, self.log = progress, log
+        if live_plot is None:
+            live_plot = in_notebook()
+        elif live_plot is True and not in_notebook():
+            raise ValueError("live_plot=True needs a Jupyter notebook; outside one see curves.png")
+        self.live = (
+            live_plot
+            if isinstance(live_plot, LiveCurves)
+            else (LiveCurves() if live_plot else None)
+        )
         self.epoch = 0  # completed epochs
         self.position: _Position | None = None  # inside an interrupted epoch
         self.history: list[dict[str, Any]] = []
@@ -230,6 +245,8 @@ class Trainer:
                 if stop.requested:
                     interrupted = True
                     break
+        if self.live is not None:
+            self.live.close()
         return self._result(interrupted)
 
     @property
@@ -324,6 +341,8 @@ class Trainer:
             self.save()
         if self.log is not None:
             self.log(format_epoch(entry, epochs))
+        if self.live is not None:
+            self.live.update(self.history)
 
 
 def format_epoch(h: dict[str, Any], epochs: int) -> str:
@@ -340,7 +359,7 @@ def format_epoch(h: dict[str, Any], epochs: int) -> str:
 
 def _bar(total: int, desc: str, initial: int) -> Any:
     try:
-        from tqdm import tqdm
+        from tqdm.auto import tqdm  # a widget bar in a notebook, text in a terminal
     except ImportError:
         return None
     return tqdm(

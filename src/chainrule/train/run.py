@@ -190,12 +190,14 @@ def run_training(
     data: tuple[Dataset, Dataset] | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     spelling: Spelling = "python",
+    live_plot: bool | None = None,
 ) -> TrainResult:
     """Train as ``config`` says, writing checkpoint, metrics.json and plots into ``out_dir``.
 
     With ``resume`` the hyper-parameters come from ``out_dir``'s checkpoint (only ``epochs``
     may grow). ``data`` overrides the dataset loading (train, test). ``spelling="cli"``: a
     missing-MNIST error names ``--data-dir``/``--no-download`` instead of the keywords.
+    ``live_plot``: curves redrawn after each epoch (None: in a Jupyter notebook only).
     """
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT
@@ -250,6 +252,7 @@ def run_training(
         checkpoint_path=ckpt_path,
         progress=progress,
         log=log,
+        live_plot=live_plot,
     )
     if ckpt is not None:
         trainer.restore(ckpt)
