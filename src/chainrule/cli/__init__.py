@@ -19,6 +19,8 @@ SUBCOMMANDS = (
     "train",
     "evaluate",
     "predict",
+    "export",
+    "import",
     "approx",
 )
 

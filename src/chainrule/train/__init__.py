@@ -6,7 +6,8 @@
 
 Lower level: :class:`Trainer` (the loop with resume and Ctrl-C), :func:`evaluate`
 (surrogate and actual error, confusion matrix), :func:`save_checkpoint` /
-:func:`load_checkpoint` / :func:`load_model` (safetensors).
+:func:`load_checkpoint` / :func:`load_model` (safetensors); :func:`export_torch` /
+:func:`import_torch` (PyTorch ``state_dict`` files).
 """
 
 from .checkpoint import (
@@ -19,6 +20,7 @@ from .checkpoint import (
 )
 from .loop import FitResult, Trainer, epoch_seed, format_epoch
 from .metrics import Evaluation, confusion_matrix, evaluate, per_class_accuracy, predict_scores
+from .pytorch import export_torch, import_torch
 from .run import DATASETS, TrainConfig, TrainResult, load_dataset, load_split, run_training
 
 __all__ = [
@@ -37,6 +39,8 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "restore_model",
+    "export_torch",
+    "import_torch",
     "TrainConfig",
     "TrainResult",
     "run_training",
