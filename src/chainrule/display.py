@@ -229,7 +229,7 @@ class LiveCurves:
     that is replaced in place.
     """
 
-    def __init__(self, every: float = 0.5, show: Callable[[bytes], None] | None = None) -> None:
+    def __init__(self, every: float = 1.0, show: Callable[[bytes], None] | None = None) -> None:
         self.every = float(every)
         self._show = show
         self._handle: Any = None
