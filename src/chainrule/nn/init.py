@@ -29,20 +29,24 @@ def fans(shape: tuple[int, ...]) -> tuple[int, int]:
 def pytorch_uniform(
     rng: np.random.Generator, shape: tuple[int, ...], fan_in: int | None = None, dtype=np.float32
 ) -> np.ndarray:
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)) of ``shape`` (PyTorch's default for Linear/Conv2d)."""
     bound = 1.0 / math.sqrt(fan_in if fan_in is not None else fans(shape)[0])
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
 
 
 def he_normal(rng: np.random.Generator, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+    """N(0, 2/fan_in) of ``shape`` (He et al. 2015, for ReLU networks)."""
     return (rng.standard_normal(shape) * math.sqrt(2.0 / fans(shape)[0])).astype(dtype)
 
 
 def he_uniform(rng: np.random.Generator, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+    """U(-sqrt(6/fan_in), sqrt(6/fan_in)) of ``shape`` (He et al. 2015, uniform)."""
     bound = math.sqrt(6.0 / fans(shape)[0])
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
 
 
 def xavier_normal(rng: np.random.Generator, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+    """N(0, 2/(fan_in + fan_out)) of ``shape`` (Glorot and Bengio 2010)."""
     fi, fo = fans(shape)
     return (rng.standard_normal(shape) * math.sqrt(2.0 / (fi + fo))).astype(dtype)
 
@@ -50,6 +54,7 @@ def xavier_normal(rng: np.random.Generator, shape: tuple[int, ...], dtype=np.flo
 def xavier_uniform(
     rng: np.random.Generator, shape: tuple[int, ...], dtype=np.float32
 ) -> np.ndarray:
+    """U(-sqrt(6/(fan_in + fan_out)), +sqrt(6/(fan_in + fan_out))) of ``shape`` (Glorot)."""
     fi, fo = fans(shape)
     bound = math.sqrt(6.0 / (fi + fo))
     return rng.uniform(-bound, bound, size=shape).astype(dtype)

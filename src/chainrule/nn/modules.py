@@ -190,6 +190,8 @@ class Conv2d(Module):
 
 
 class MaxPool2d(Module):
+    """(N, C, H, W) -> (N, C, H', W'): the maximum of each window (stride: kernel_size)."""
+
     def __init__(self, kernel_size: int, stride: int | None = None) -> None:
         self.kernel_size, self.stride = kernel_size, stride
 
@@ -201,11 +203,15 @@ class MaxPool2d(Module):
 
 
 class AvgPool2d(MaxPool2d):
+    """(N, C, H, W) -> (N, C, H', W'): the mean of each window (stride: kernel_size)."""
+
     def forward(self, x: Any) -> Tensor:
         return rules.avg_pool2d(x, self.kernel_size, self.stride)
 
 
 class ReLU(Module):
+    """max(0, x) elementwise; its derivative at 0 is ``grad_at_zero`` (0, as PyTorch)."""
+
     def __init__(self, grad_at_zero: float = 0.0) -> None:
         self.grad_at_zero = grad_at_zero
 
@@ -216,11 +222,15 @@ class ReLU(Module):
 
 
 class Sigmoid(Module):
+    """1 / (1 + exp(-x)) elementwise, any shape."""
+
     def forward(self, x: Any) -> Tensor:
         return rules.sigmoid(x)
 
 
 class Tanh(Module):
+    """tanh(x) elementwise, any shape."""
+
     def forward(self, x: Any) -> Tensor:
         return rules.tanh(x)
 
