@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backend import xp
 from .tensor import Tensor, _backprop
+
+if TYPE_CHECKING:
+    from .display import GradcheckTable
 
 __all__ = ["check_grad", "GradCheckReport", "InputReport", "gradcheck"]
 
@@ -272,7 +275,7 @@ def check_table(order: int = 1, names: list[str] | None = None) -> list[TableRow
     return [check_rule(n, order) for n in (names or list(table()))]
 
 
-def gradcheck(names: list[str] | None = None, orders: tuple[int, ...] = (1, 2)) -> Any:
+def gradcheck(names: list[str] | None = None, orders: tuple[int, ...] = (1, 2)) -> GradcheckTable:
     """The table of rules checked at ``orders``, as ``chainrule gradcheck`` prints it.
 
     Returns a :class:`chainrule.display.GradcheckTable` (a list of ``(name, formula, {order:
