@@ -35,6 +35,7 @@ from typing import Literal, overload
 
 import numpy as np
 
+from chainrule.atomic import PARTIAL_PREFIX, remove_stale_partials
 from chainrule.data.loader import Dataset
 
 
@@ -297,6 +298,7 @@ def _download_all(
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"cannot create the MNIST folder {folder}: {exc}") from exc
+    remove_stale_partials(folder)  # downloads of an earlier, killed run
     for i, name in enumerate(names):
         answers, unreachable = [], 0
         for mirror in mirrors:
@@ -338,7 +340,8 @@ def _download_all(
 def _fetch(url: str, target: Path, expected: FileChecksum, progress: bool) -> None:
     """Stream ``url`` to a temporary file beside ``target``, verify it, then rename it."""
     request = urllib.request.Request(url, headers={"User-Agent": "chainrule (python urllib)"})
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    prefix = f"{PARTIAL_PREFIX}{os.getpid()}-{target.name}-"  # recognisable if the write is killed
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=prefix)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=_TIMEOUT_S) as r:
