@@ -28,7 +28,7 @@ import numpy as np
 
 from .nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
 
-__all__ = ["mlp", "cnn", "build", "architecture", "MODELS"]
+__all__ = ["mlp", "cnn", "build", "architecture", "parameter_shapes", "MODELS"]
 
 
 def _shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -36,6 +36,17 @@ def _shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
     if len(s) != 3 or min(s) < 1:
         raise ValueError(f"input_shape must be (channels, height, width), got {tuple(input_shape)}")
     return s  # type: ignore[return-value]
+
+
+def _lenet_features(h: int, w: int) -> tuple[int, int]:
+    """LeNet-5's feature-map size after conv (pad 2) -> pool 2 -> conv 5x5 -> pool 2."""
+    h2, w2 = (h // 2 - 4) // 2, (w // 2 - 4) // 2
+    if h2 < 1 or w2 < 1:
+        raise ValueError(
+            f"the LeNet-5 cnn needs images of at least 12 x 12 pixels (it is made for 28 x 28), "
+            f"got {h} x {w}; use the mlp for the 8 x 8 digits"
+        )
+    return h2, w2
 
 
 def mlp(
@@ -70,13 +81,7 @@ def cnn(
 ) -> Sequential:
     """LeNet-5 (modern form): images (N, C, 28, 28) -> scores (N, classes)."""
     c, h, w = _shape(input_shape)
-    # spatial size after conv(pad 2) -> pool 2 -> conv 5x5 -> pool 2
-    h2, w2 = (h // 2 - 4) // 2, (w // 2 - 4) // 2
-    if h2 < 1 or w2 < 1:
-        raise ValueError(
-            f"the LeNet-5 cnn needs images of at least 12 x 12 pixels (it is made for 28 x 28), "
-            f"got {h} x {w}; use the mlp for the 8 x 8 digits"
-        )
+    h2, w2 = _lenet_features(h, w)
     if classes < 2:
         raise ValueError(f"classes must be >= 2, got {classes}")
     g = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
@@ -133,3 +138,42 @@ def build(arch: dict[str, Any], rng: np.random.Generator | int | None = None) ->
     if name == "mlp":
         kwargs["hidden"] = arch.get("hidden", 800)
     return MODELS[name](**kwargs)
+
+
+def parameter_shapes(arch: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The names and shapes of :func:`build`'s ``state_dict()``, by arithmetic: nothing allocated.
+
+    For checking a checkpoint's tensors against its architecture, and estimating memory, before
+    a possibly huge model is built. Raises ValueError on an architecture :func:`build` rejects.
+    """
+    try:
+        name, classes = arch["name"], arch["classes"]
+        c, h, w = _shape(arch["input_shape"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(
+            f"architecture must be a dict with name, input_shape (C, H, W) and classes, "
+            f"got {arch!r} ({e})"
+        ) from None
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
+        raise ValueError(f"classes must be a whole number >= 2, got {classes!r}")
+    if name == "mlp":
+        hidden = arch.get("hidden", 800)
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+            raise ValueError(f"hidden width must be a whole number >= 1, got {hidden!r}")
+        layers: dict[str, tuple[int, ...]] = {"1": (hidden, c * h * w), "3": (classes, hidden)}
+    elif name == "cnn":
+        h2, w2 = _lenet_features(h, w)
+        layers = {
+            "0": (6, c, 5, 5),
+            "3": (16, 6, 5, 5),
+            "7": (120, 16 * h2 * w2),
+            "9": (84, 120),
+            "11": (classes, 84),
+        }
+    else:
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer, weight in layers.items():
+        shapes[f"{layer}.weight"] = weight
+        shapes[f"{layer}.bias"] = weight[:1]
+    return shapes

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
+import threading
+
+from chainrule.extras import missing_extra
 
 # one module per subcommand, in the order of the lecture; each has add_parser(subparsers)
 SUBCOMMANDS = (
@@ -46,20 +51,64 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM outside the training loop: unwinds like Ctrl-C (temporary files are removed)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if on_main_thread else None
     try:
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
+        return code
+    except _Terminated:
+        print("terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of stdout is gone (`| head`, or `| dot` without Graphviz installed)
+        _silence_stdout()
+        reader = "Graphviz's 'dot'" if args.command == "graph" else "that program"
+        print(
+            f"chainrule {args.command}: stopped: the program reading the output closed the "
+            f"pipe before all was written (is {reader} installed?)",
+            file=sys.stderr,
+        )
+        return 141  # 128 + SIGPIPE, as a tool killed by the closed pipe
+    except ImportError as e:
+        line = missing_extra(e)
+        if line is None or getattr(args, "debug", False):
+            raise
+        print(f"chainrule {args.command}: error: {line}", file=sys.stderr)
+        return 1
     except (ValueError, TypeError, OSError, RuntimeError) as e:
         # expected failures (bad input, missing files) get one clear line, not a traceback
         if getattr(args, "debug", False):
             raise
         print(f"chainrule {args.command}: error: {e}", file=sys.stderr)
         return 1
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush finds no broken pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (captured in tests)
+        pass

@@ -22,7 +22,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--split", choices=("test", "train"), default="test", help="default: test")
     p.add_argument(
-        "--data-dir", metavar="DIR", default=None, help="folder with the MNIST IDX files"
+        "--data-dir",
+        metavar="DIR",
+        default=None,
+        help="folder with the MNIST IDX files (default: $CHAINRULE_DATA/mnist when "
+        "CHAINRULE_DATA is set, else $XDG_CACHE_HOME/chainrule/mnist or ~/.cache/chainrule/mnist)",
     )
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading MNIST")
     p.add_argument(
@@ -37,12 +41,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
+    import sys
 
     from chainrule.train import evaluate, load_model
+    from chainrule.train.checkpoint import require_finite
+    from chainrule.train.metrics import strict_json
     from chainrule.train.run import load_split
 
     model, ckpt = load_model(args.checkpoint)
+    require_finite(ckpt)
+    for note in ckpt.notes:
+        print(f"note: {note}", file=sys.stderr)
     dataset = args.dataset or ckpt.hyperparameters.get("dataset")
     if dataset is None:
         raise ValueError(f"{ckpt.path} does not name its dataset: pass --dataset")
@@ -58,18 +67,14 @@ def run(args: argparse.Namespace) -> int:
         )
     ev = evaluate(model, data, args.batch_size)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "checkpoint": str(ckpt.path),
-                    "dataset": dataset,
-                    "split": args.split,
-                    "samples": len(data),
-                    **ev.summary(),
-                },
-                indent=2,
-            )
-        )
+        summary = {
+            "checkpoint": str(ckpt.path),
+            "dataset": dataset,
+            "split": args.split,
+            "samples": len(data),
+            **ev.summary(),
+        }
+        print(strict_json(summary))  # a NaN or inf loss is null: standard JSON
         return 0
     arch = ckpt.architecture
     print(

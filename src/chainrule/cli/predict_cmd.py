@@ -53,19 +53,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
 
     from chainrule.train import load_model
+    from chainrule.train.checkpoint import require_finite
     from chainrule.train.predict import classify, is_idx, load_idx_images, load_png, looks_inverted
 
     if args.top < 1:
         raise ValueError(f"--top must be >= 1, got {args.top}")
     model, ckpt = load_model(args.checkpoint)
+    require_finite(ckpt)
+    for note in ckpt.notes:
+        print(f"note: {note}", file=sys.stderr)
     c, h, w = ckpt.architecture["input_shape"]
     if c != 1:
         raise ValueError(f"the network takes {c}-channel images; predict handles grayscale only")
     for name in args.images:
         path = Path(name)
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a folder, not an image file: name the image(s)")
         if not path.is_file():
             raise FileNotFoundError(f"image {path} does not exist")
         if is_idx(path):

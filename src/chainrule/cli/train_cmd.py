@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for annotations only: the command line starts without the library
+    from pathlib import Path
+
+    from chainrule.train import TrainConfig
 
 # hyper-parameter flags whose default (None) means "the dataset's default / the checkpoint's"
 _HYPER = (
@@ -33,7 +39,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "the surrogate error (cross-entropy) and the actual error (top-1) are printed for "
         "training and test data. --out receives checkpoint.safetensors (rewritten every epoch), "
         "metrics.json, curves.png, confusion.png and misclassified.png. Ctrl-C saves a "
-        "checkpoint and stops; --resume continues exactly where it stopped.",
+        "checkpoint and stops (so does SIGTERM, exit code 143); --resume continues exactly "
+        "where it stopped. Everything is checked before the first epoch (settings, data, that "
+        "the network fits the data and --max-memory, that --out can be written); a run whose "
+        "loss or parameters become NaN or inf stops with an error, keeping the last finite "
+        "checkpoint.",
         epilog="examples:\n"
         "  chainrule train --dataset digits                 # offline, ~98% in seconds\n"
         "  chainrule train --dataset mnist --epochs 20      # the lecture's 784-800-10 MLP\n"
@@ -59,8 +69,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--data-dir",
         metavar="DIR",
         default=None,
-        help="folder with the MNIST IDX files (default: $CHAINRULE_DATA or "
-        "~/.cache/chainrule/mnist; missing files are downloaded)",
+        help="folder with the MNIST IDX files (default: $CHAINRULE_DATA/mnist when "
+        "CHAINRULE_DATA is set, else $XDG_CACHE_HOME/chainrule/mnist or ~/.cache/chainrule/mnist; "
+        "missing files are downloaded)",
     )
     p.add_argument(
         "--no-download", action="store_true", help="fail instead of downloading missing MNIST files"
@@ -121,7 +132,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="start afresh even if --out already holds a checkpoint",
+        help="start afresh even if --out already holds a run (its files are replaced only once "
+        "the new run has written its first checkpoint)",
+    )
+    p.add_argument(
+        "--max-memory",
+        type=float,
+        default=None,
+        metavar="GIB",
+        help="refuse a network whose parameters, gradients and optimizer state need more than "
+        "GIB gibibytes (default: the memory available now)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
@@ -158,13 +178,13 @@ def run(args: argparse.Namespace) -> int:
                 "a resumed run keeps its checkpoint's hyper-parameters (only --epochs may "
                 "change); these differ: " + ", ".join(clash)
             )
-    elif ckpt_path.exists():
-        if not args.overwrite:
-            raise FileExistsError(
-                f"{ckpt_path} exists: pass --resume to continue that run, --overwrite to start "
-                "afresh, or another --out"
-            )
-        ckpt_path.unlink()
+    elif ckpt_path.exists() and not args.overwrite:
+        raise FileExistsError(
+            f"{ckpt_path} exists: pass --resume to continue that run, --overwrite to start "
+            "afresh, or another --out"
+        )
+    if args.max_memory is not None and not args.max_memory > 0:
+        raise ValueError(f"--max-memory must be a positive number of GiB, got {args.max_memory}")
     config = TrainConfig(dataset=args.dataset, **given)
     result = run_training(
         config,
@@ -172,18 +192,23 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         download=not args.no_download,
         resume=args.resume,
+        overwrite=args.overwrite,
         progress=not args.no_progress,
         plots=not args.no_plots,
         spelling="cli",
+        memory_limit=None if args.max_memory is None else args.max_memory * 2**30,
     )
     if result.fit.interrupted:
+        import signal
+
+        signum = result.fit.stop_signal or signal.SIGINT
         saved_to = result.files.get("checkpoint")
         print(
-            f"\ninterrupted after {result.fit.epochs_done} complete epoch(s); checkpoint saved "
-            f"to {saved_to}.\nContinue with: chainrule train --dataset {result.config.dataset} "
-            f"--out {out} --resume"
+            f"\ninterrupted ({signal.Signals(signum).name}) after {result.fit.epochs_done} "
+            f"complete epoch(s); checkpoint saved to {saved_to}.\n"
+            f"Continue with: {resume_command(args, result.config, out)}"
         )
-        return 130
+        return 128 + signum
     t = result.test
     assert t is not None
     print(
@@ -194,3 +219,24 @@ def run(args: argparse.Namespace) -> int:
     )
     print("wrote " + ", ".join(str(p) for p in result.files.values()))
     return 0
+
+
+def resume_command(args: argparse.Namespace, config: TrainConfig, out: Path) -> str:
+    """The command that continues this run: the same data, model, folder and output options."""
+    import shlex
+
+    parts = ["chainrule", "train", "--dataset", args.dataset]
+    parts += ["--model", config.model, "--out", str(out)]
+    if args.data_dir is not None:
+        parts += ["--data-dir", str(args.data_dir)]
+    if args.no_download:
+        parts.append("--no-download")
+    parts += ["--epochs", str(config.epochs), "--resume"]
+    if args.max_memory is not None:
+        parts += ["--max-memory", repr(args.max_memory)]
+    parts += [
+        flag
+        for flag in ("--no-progress", "--no-plots")
+        if getattr(args, flag[2:].replace("-", "_"))
+    ]
+    return shlex.join(parts)

@@ -12,21 +12,15 @@ from __future__ import annotations
 import numpy as np
 
 from chainrule.data.loader import Dataset
+from chainrule.extras import require
 
 
 def load_digits(test_fraction: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
     """(train, test) Datasets of 8x8 digits, images (N, 1, 8, 8) float32 in [0, 1]."""
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
-    try:
-        from sklearn.datasets import load_digits as sklearn_load_digits
-    except ImportError as exc:
-        raise ImportError(
-            "load_digits needs scikit-learn, which ships the 8x8 digits: "
-            "pip install 'chainrule[train]'"
-        ) from exc
-
-    bunch = sklearn_load_digits()
+    datasets = require("sklearn.datasets", "the 8x8 digits (they ship with scikit-learn)")
+    bunch = datasets.load_digits()
     pixels = np.asarray(bunch.images, dtype=np.float32)
     images = (pixels / np.float32(16.0)).reshape(-1, 1, 8, 8)
     labels = np.asarray(bunch.target, dtype=np.int64)

@@ -10,6 +10,7 @@ is reproducible from the seed.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -75,6 +76,19 @@ class Dataset:
         """Shape (C, H, W) of one image."""
         c, h, w = self.images.shape[1:]
         return (int(c), int(h), int(w))
+
+    def fingerprint(self, sample: int = 64) -> dict[str, Any]:
+        """What identifies these data cheaply: count, image shape, classes, SHA-256 of all labels
+        and of ``sample`` images spread evenly over the set (JSON-ready; stored in checkpoints)."""
+        n = len(self)
+        pick = np.unique(np.linspace(0, n - 1, min(sample, n)).round().astype(np.intp))
+        return {
+            "count": n,
+            "image_shape": list(self.image_shape),
+            "classes": int(self.classes),
+            "labels_sha256": hashlib.sha256(self.labels.tobytes()).hexdigest(),
+            "images_sample_sha256": hashlib.sha256(self.images[pick].tobytes()).hexdigest(),
+        }
 
     def subset(self, indices: Any) -> Dataset:
         """The samples at ``indices`` (a slice, an integer index array or a boolean mask (N,))."""

@@ -15,9 +15,13 @@ The order of the mini-batches of epoch t depends on (seed, t) only, and the lear
 function of t: a run resumed from a checkpoint (parameters, optimiser state, epoch, position
 inside the epoch) repeats exactly the updates an uninterrupted run would make.
 
-Ctrl-C (SIGINT) asks the loop to stop: it finishes the current update, saves a checkpoint
-with its position inside the epoch, and returns with ``interrupted=True``; a second Ctrl-C
-stops at once.
+Ctrl-C (SIGINT) or SIGTERM asks the loop to stop: it finishes the current update, saves a
+checkpoint with its position inside the epoch, and returns with ``interrupted=True`` (and
+``stop_signal`` saying which); a second signal stops at once.
+
+Divergence: when the surrogate error of a mini-batch is NaN or inf (checked every batch, before
+its update), or a parameter is (checked before every checkpoint is written), the loop raises
+:class:`DivergenceError` without saving: the last checkpoint on disk is the last finite state.
 
 Progress shows as ``tqdm.auto`` bars (widgets in a notebook, text in a terminal); in a Jupyter
 notebook the error curves are also redrawn in place after every epoch (``live_plot``).
@@ -25,6 +29,7 @@ notebook the error curves are also redrawn in place after every epoch (``live_pl
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -41,7 +46,7 @@ from ..rules import softmax_cross_entropy
 from .checkpoint import Checkpoint, save_checkpoint
 from .metrics import evaluate
 
-__all__ = ["Trainer", "FitResult", "epoch_seed", "TRAIN_EVAL_SAMPLES"]
+__all__ = ["Trainer", "FitResult", "DivergenceError", "epoch_seed", "TRAIN_EVAL_SAMPLES"]
 
 #: After each epoch the training error is measured on at most this many training samples
 #: (a fixed, seeded subset when the training set is larger) to keep evaluation cheap.
@@ -59,6 +64,10 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0])
 
 
+class DivergenceError(RuntimeError):
+    """The loss or a parameter became NaN or inf; nothing was saved after the last finite state."""
+
+
 @dataclass
 class FitResult:
     """What :meth:`Trainer.fit` did."""
@@ -69,6 +78,7 @@ class FitResult:
     checkpoint: Path | None = None
     train_seconds: float = 0.0
     samples: int = 0
+    stop_signal: int | None = None  # signal.SIGINT or SIGTERM when a signal stopped the run
 
     @property
     def samples_per_second(self) -> float:
@@ -76,27 +86,30 @@ class FitResult:
 
 
 class _StopFlag:
-    """SIGINT handler for the loop's lifetime: the first Ctrl-C sets a flag, the second raises."""
+    """SIGINT and SIGTERM handler for the loop's lifetime: the first signal sets a flag (and
+    remembers which), the second raises KeyboardInterrupt."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
-        self._installed = False
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
 
     def _handler(self, signum: int, frame: Any) -> None:
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self.signum = True, signum
 
     def __enter__(self) -> _StopFlag:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-            self._installed = True
+            for s in self.SIGNALS:
+                self._previous[s] = signal.signal(s, self._handler)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
 
 
 @dataclass
@@ -172,6 +185,8 @@ class Trainer:
         self.epoch = 0  # completed epochs
         self.position: _Position | None = None  # inside an interrupted epoch
         self.history: list[dict[str, Any]] = []
+        self.data_fingerprint = train_set.fingerprint()
+        self.after_save: Callable[[Path], None] | None = None  # called with each saved path
         n = len(train_set)
         if n > TRAIN_EVAL_SAMPLES:
             pick = np.sort(np.random.default_rng(self.seed).permutation(n)[:TRAIN_EVAL_SAMPLES])
@@ -185,7 +200,8 @@ class Trainer:
         target = Path(path) if path is not None else self.checkpoint_path
         if target is None:
             raise ValueError("no checkpoint path: pass one or give the Trainer checkpoint_path=")
-        return save_checkpoint(
+        self.check_finite()
+        saved = save_checkpoint(
             target,
             self.model,
             self.optimizer,
@@ -194,10 +210,47 @@ class Trainer:
             epoch=self.epoch,
             progress=self.position.to_dict() if self.position is not None else None,
             history=self.history,
+            data=self.data_fingerprint,
+        )
+        if self.after_save is not None:
+            self.after_save(saved)
+        return saved
+
+    def check_finite(self) -> None:
+        """Raise DivergenceError when a parameter holds NaN or inf."""
+        bad = [k for k, v in self.model.state_dict().items() if not np.isfinite(v).all()]
+        if bad:
+            p = self.position
+            where = f"in epoch {p.epoch + 1}" if p is not None else f"after epoch {self.epoch}"
+            raise DivergenceError(
+                f"training diverged {where}: the parameters {', '.join(bad)} hold NaN or inf values"
+            )
+
+    def check_data(self, ckpt: Checkpoint) -> None:
+        """Raise ValueError when ``ckpt`` was trained on other data than ``self.train_set``."""
+        saved, here = ckpt.data, self.data_fingerprint
+        if saved is None or saved == here:
+            return
+
+        def describe(f: dict[str, Any]) -> str:
+            return (
+                f"{f.get('count')} images of shape {tuple(f.get('image_shape', ()))}, labels "
+                f"sha256 {str(f.get('labels_sha256'))[:12]}, image sample sha256 "
+                f"{str(f.get('images_sample_sha256'))[:12]}"
+            )
+
+        raise ValueError(
+            f"cannot resume {ckpt.path or 'the checkpoint'}: it was trained on other data "
+            f"({describe(saved)}); these training data have {describe(here)}. Resume with the "
+            "data of the original run, or start a new run in another folder"
         )
 
     def restore(self, ckpt: Checkpoint) -> None:
-        """Continue from a checkpoint: parameters, optimiser state, epoch, position, history."""
+        """Continue from a checkpoint: parameters, optimiser state, epoch, position, history.
+
+        Raises ValueError when the checkpoint records other training data (its fingerprint).
+        """
+        self.check_data(ckpt)
         self.model.load_state_dict(ckpt.model_state)
         name = ckpt.optimizer.get("name")
         if name is not None and name != self.optimizer.name:
@@ -232,28 +285,34 @@ class Trainer:
         if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1:
             raise ValueError(f"epochs must be a whole number >= 1, got {epochs}")
         interrupted = False
-        with _StopFlag() as stop:
-            while self.epoch < epochs:
-                pos = self._train_epoch(self.epoch, epochs, stop, on_batch)
-                if pos.batches < self.batches_per_epoch:  # stopped inside the epoch
-                    self.position = pos
-                    if self.checkpoint_path is not None:
-                        self.save()
-                    interrupted = True
-                    break
-                self._end_epoch(pos, epochs)  # evaluates, saves the checkpoint
-                if stop.requested:
-                    interrupted = True
-                    break
-        if self.live is not None:
-            self.live.close()
-        return self._result(interrupted)
+        # overflow is no warning here: a non-finite loss or parameter stops the loop explicitly
+        with _StopFlag() as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            try:
+                while self.epoch < epochs:
+                    pos = self._train_epoch(self.epoch, epochs, stop, on_batch)
+                    if pos.batches < self.batches_per_epoch:  # stopped inside the epoch
+                        self.position = pos
+                        if self.checkpoint_path is not None:
+                            self.save()
+                        interrupted = True
+                        break
+                    self._end_epoch(pos, epochs)  # evaluates, saves the checkpoint
+                    if stop.requested:
+                        interrupted = True
+                        break
+            finally:  # also when the run diverges
+                if self.live is not None:
+                    self.live.close()
+        result = self.result(interrupted)
+        result.stop_signal = stop.signum if interrupted else None
+        return result
 
     @property
     def batches_per_epoch(self) -> int:
         return -(-len(self.train_set) // self.batch_size)
 
-    def _result(self, interrupted: bool) -> FitResult:
+    def result(self, interrupted: bool = False) -> FitResult:
+        """What the loop has done so far (history, epochs, seconds, the checkpoint on disk)."""
         path = self.checkpoint_path
         if path is not None and not path.exists():
             path = None
@@ -289,11 +348,17 @@ class Trainer:
                     continue  # resumed inside this epoch: these updates are in the checkpoint
                 scores = model(x)
                 loss = softmax_cross_entropy(scores, y)
+                batch_loss = float(loss.data)
+                if not math.isfinite(batch_loss):  # before the update: the state stays as it was
+                    raise DivergenceError(
+                        f"training diverged in epoch {epoch + 1}, batch {b + 1} of "
+                        f"{len(loader)}: the surrogate error is {batch_loss}"
+                    )
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
                 n = len(y)
-                loss_sum += float(loss.data) * n
+                loss_sum += batch_loss * n
                 correct += int(np.count_nonzero(scores.data.argmax(axis=1) == y))
                 seen += n
                 pos.batches = b + 1
@@ -317,6 +382,8 @@ class Trainer:
         return pos
 
     def _end_epoch(self, pos: _Position, epochs: int) -> None:
+        self.position = pos
+        self.check_finite()  # before evaluating a network that cannot be saved
         train_eval = evaluate(self.model, self.train_eval_set, EVAL_BATCH)
         test_eval = (
             evaluate(self.model, self.test_set, EVAL_BATCH) if self.test_set is not None else None

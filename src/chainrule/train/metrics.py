@@ -13,6 +13,8 @@ of true class i predicted as class j; its diagonal over its row sums is the per-
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +23,31 @@ import numpy as np
 from ..rules import softmax, softmax_cross_entropy
 from ..tensor import Tensor, no_grad
 
-__all__ = ["Evaluation", "evaluate", "predict_scores", "confusion_matrix", "per_class_accuracy"]
+__all__ = [
+    "Evaluation",
+    "evaluate",
+    "predict_scores",
+    "confusion_matrix",
+    "per_class_accuracy",
+    "finite_or_none",
+    "strict_json",
+]
+
+
+def finite_or_none(value: Any) -> Any:
+    """``value`` (dicts, lists, numbers) with every NaN or inf replaced by None."""
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+def strict_json(value: Any) -> str:
+    """Standard JSON (no bare NaN or Infinity tokens: they become null), indented."""
+    return json.dumps(finite_or_none(value), indent=2, allow_nan=False)
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int) -> np.ndarray:

@@ -16,16 +16,14 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_write_bytes
+from ..extras import require
 
 __all__ = ["plot_curves", "plot_confusion", "plot_misclassified"]
 
 
 def _figure(width: float, height: float) -> Any:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as e:
-        raise ImportError("plots need matplotlib: pip install 'chainrule[train]'") from e
-    return Figure(figsize=(width, height), layout="constrained")
+    figure = require("matplotlib.figure", "plotting", extra="train")
+    return figure.Figure(figsize=(width, height), layout="constrained")
 
 
 def _save(fig: Any, path: str | os.PathLike[str]) -> Path:

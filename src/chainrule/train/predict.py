@@ -31,6 +31,7 @@ its images are not of the network's size.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +39,14 @@ from typing import Any
 
 import numpy as np
 
+from ..extras import require
 from ..rules import softmax
 from .metrics import predict_scores
+
+
+class _TooLarge(Exception):
+    """An image whose header announces more than MAX_PIXELS pixels."""
+
 
 __all__ = [
     "Prediction",
@@ -50,6 +57,10 @@ __all__ = [
     "is_idx",
 ]
 
+#: The largest picture read (width x height): a file announcing more is refused before it is
+#: decoded (a "decompression bomb": a few kilobytes that inflate to gigabytes). 50 million
+#: pixels take ~0.5 GB on the way to a digit; a larger photo can be scaled down first.
+MAX_PIXELS = 50_000_000
 #: A pixel is ink when it is brighter than the darkest pixel by more than this.
 INK_THRESHOLD = 0.1
 #: MNIST: a 20 x 20 box for the digit in the 28 x 28 field.
@@ -162,17 +173,26 @@ def load_png(
     ``center`` (default): crop, scale and centre the digit as the training set's were
     (:func:`center_digit`); ``center=False``: resize the whole picture to ``size``.
     """
-    try:
-        from PIL import Image, UnidentifiedImageError
-    except ImportError as e:
-        raise ImportError("reading PNG files needs Pillow (it comes with matplotlib)") from e
+    pil = require("PIL.Image", "reading image files (Pillow comes with matplotlib)")
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not an image file")
     if not path.is_file():
         raise FileNotFoundError(f"image {path} does not exist")
     try:
-        with Image.open(path) as im:
-            gray = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as e:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pil.DecompressionBombWarning)
+            with pil.open(path) as im:
+                w, h = im.size  # from the header: nothing decoded yet
+                if w * h > MAX_PIXELS:
+                    raise _TooLarge(f"{w:,} x {h:,} pixels")
+                gray = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    except (_TooLarge, pil.DecompressionBombError, pil.DecompressionBombWarning) as e:
+        raise ValueError(
+            f"{path} is too large to read safely ({e}; the limit is {MAX_PIXELS:,} pixels): "
+            "scale it down first, a digit needs only 28 x 28"
+        ) from None
+    except (pil.UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"{path} is not an image file Pillow can read ({e})") from None
     if center:
         try:

@@ -14,7 +14,11 @@ when asked), and leaves in ``out_dir``:
 
 from __future__ import annotations
 
-import json
+import errno
+import math
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -22,19 +26,23 @@ from pathlib import Path
 from typing import Any
 
 from .. import models
-from ..atomic import atomic_write_bytes
+from ..atomic import PARTIAL_PREFIX, atomic_write_bytes, naming_target, remove_stale_partials
 from ..backend import tune_allocator
 from ..data import Dataset
 from ..data.mnist import Spelling
+from ..extras import require
 from ..optim import OPTIMIZERS, SGD, Adam, Optimizer, Schedule, make_schedule
-from .checkpoint import CheckpointError, load_checkpoint
-from .loop import FitResult, Trainer, say
-from .metrics import Evaluation, evaluate
+from .checkpoint import CheckpointError, check_fits, load_checkpoint
+from .loop import DivergenceError, FitResult, Trainer, say
+from .metrics import Evaluation, evaluate, predict_scores, strict_json
 
 __all__ = ["TrainConfig", "TrainResult", "run_training", "load_dataset", "load_split", "DATASETS"]
 
 DATASETS = ("digits", "mnist")
 CHECKPOINT = "checkpoint.safetensors"
+#: the run's other files; ``overwrite`` removes the old run's once the new one has a checkpoint
+RUN_OUTPUTS = ("metrics.json", "curves.png", "confusion.png", "misclassified.png")
+GIB = 1 << 30
 
 # the settings the lecture's example uses, per dataset (the mlp's recipe; see the README)
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -184,6 +192,7 @@ def run_training(
     data_dir: str | Path | None = None,
     download: bool = True,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     plots: bool = True,
     log: Callable[[str], None] | None = say,
@@ -191,29 +200,58 @@ def run_training(
     on_batch: Callable[[int, int], None] | None = None,
     spelling: Spelling = "python",
     live_plot: bool | None = None,
+    memory_limit: float | None = None,
 ) -> TrainResult:
     """Train as ``config`` says, writing checkpoint, metrics.json and plots into ``out_dir``.
 
     With ``resume`` the hyper-parameters come from ``out_dir``'s checkpoint (only ``epochs``
-    may grow). ``data`` overrides the dataset loading (train, test). ``spelling="cli"``: a
-    missing-MNIST error names ``--data-dir``/``--no-download`` instead of the keywords.
-    ``live_plot``: curves redrawn after each epoch (None: in a Jupyter notebook only).
+    may grow), and the training data must be those it was trained on (its fingerprint).
+    ``overwrite`` starts afresh in a folder holding a run: the old run's files stay untouched
+    until the new run has validated everything and written its first checkpoint. ``data``
+    overrides the dataset loading (train, test). ``memory_limit`` (bytes; default: the memory
+    available now) bounds the parameters, gradients and optimiser state. ``spelling="cli"``:
+    error messages name the command line's flags instead of the keywords. ``live_plot``:
+    curves redrawn after each epoch (None: in a Jupyter notebook only).
+
+    Everything that can be checked is checked before the first epoch: the settings, the
+    extras needed, the data (train and test images alike), that the network fits the data
+    and memory, and that ``out_dir`` can be written (a probe file). Raises
+    :class:`DivergenceError` (after writing metrics.json) when the loss or a parameter
+    becomes NaN or inf; the checkpoint on disk then holds the last finite state.
     """
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT
+    cli = spelling == "cli"
     ckpt = None
+    if resume and overwrite:
+        raise ValueError("resume and overwrite contradict each other")
     if resume:
         if not ckpt_path.is_file():
             raise CheckpointError(f"cannot resume: no checkpoint at {ckpt_path}")
         ckpt = load_checkpoint(ckpt_path)
+        check_fits(ckpt)  # before a network of the stored architecture is built
         saved = TrainConfig.from_hyperparameters(ckpt.hyperparameters)
         config = TrainConfig(**{**asdict(saved), "epochs": config.epochs or saved.epochs})
-    elif ckpt_path.exists():
+    elif ckpt_path.exists() and not overwrite:
         raise FileExistsError(
             f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out"
         )
     cfg = config.resolved()
     assert cfg.epochs is not None and cfg.batch_size is not None
+    require("safetensors", "writing checkpoints")
+    if data is None and cfg.dataset == "digits":
+        require("sklearn", "the 8x8 digits (they ship with scikit-learn)")
+    if plots:
+        require("matplotlib", "plotting", "train", "(or pass --no-plots)" if cli else "")
+    _probe_folder(out)
+    for stale in remove_stale_partials(out):
+        if log is not None:
+            log(f"removed {stale}, left by an earlier write that was killed")
+    if log is not None and ckpt is not None:
+        for note in ckpt.notes:
+            log(f"note: {note}")
+        if ckpt.data is None:
+            log(f"note: {ckpt_path} does not record its training data: cannot check they match")
     if (
         ckpt is not None
         and cfg.schedule == "cosine"
@@ -227,6 +265,7 @@ def run_training(
     train_set, test_set = (
         data if data is not None else load_dataset(cfg.dataset, data_dir, download, spelling)
     )
+    _check_splits(train_set, test_set)
     arch = (
         ckpt.architecture
         if ckpt is not None
@@ -237,7 +276,15 @@ def run_training(
             f"the network takes images of shape {tuple(arch['input_shape'])}, the "
             f"{cfg.dataset} data has {train_set.image_shape}"
         )
+    if arch["classes"] != train_set.classes:
+        raise ValueError(
+            f"the network has {arch['classes']} classes, the {cfg.dataset} data has "
+            f"{train_set.classes}"
+        )
+    need = _check_memory(arch, cfg, memory_limit, cli)
+    _check_space(out, need)
     model = models.build(arch, rng=cfg.seed)
+    _check_model_fits(model, arch, train_set)
     optimizer = cfg.make_optimizer(model.parameters())
     trainer = Trainer(
         model,
@@ -270,20 +317,148 @@ def run_training(
             + (f", {cfg.schedule} schedule" if cfg.schedule != "constant" else "")
         )
 
+    saved_epochs: list[int] = []  # the epoch of each checkpoint this run writes
+
+    def after_save(path: Path) -> None:
+        if not saved_epochs and overwrite:  # the new run has its checkpoint: the old run goes
+            for name in RUN_OUTPUTS:
+                (out / name).unlink(missing_ok=True)
+        saved_epochs.append(trainer.epoch)
+
+    trainer.after_save = after_save
     tune_allocator()  # keep freed activation blocks for reuse: no page faults every step
     started = time.perf_counter()
-    fit = trainer.fit(cfg.epochs, on_batch=on_batch)
+    try:
+        fit = trainer.fit(cfg.epochs, on_batch=on_batch)
+    except DivergenceError as e:
+        if saved_epochs:
+            kept = f"{ckpt_path} keeps the last finite state (after epoch {saved_epochs[-1]})"
+        elif ckpt is not None:
+            kept = f"{ckpt_path} is left as it was (after epoch {ckpt.epoch})"
+        elif ckpt_path.exists():
+            kept = f"the earlier run in {out} is left as it was"
+        else:
+            kept = "no checkpoint was written"
+        message = f"{e}; {kept}. A smaller learning rate ({'--lr' if cli else 'lr='}) may help"
+        if saved_epochs or not ckpt_path.exists() or ckpt is not None:  # never the old run's
+            fit = trainer.result(interrupted=True)
+            metrics = _metrics(cfg, arch, model, fit, None, time.perf_counter() - started)
+            metrics["diverged"] = message
+            atomic_write_bytes(out / "metrics.json", strict_json(metrics).encode())
+        raise DivergenceError(message) from None
     files: dict[str, Path] = {}
     if fit.checkpoint is not None:
         files["checkpoint"] = fit.checkpoint
     test = None if fit.interrupted else evaluate(model, test_set)
     metrics = _metrics(cfg, arch, model, fit, test, time.perf_counter() - started)
-    files["metrics"] = atomic_write_bytes(
-        out / "metrics.json", json.dumps(metrics, indent=2).encode()
-    )
+    files["metrics"] = atomic_write_bytes(out / "metrics.json", strict_json(metrics).encode())
     if plots and test is not None and fit.history:
         files.update(_plots(out, cfg, fit, test, test_set))
     return TrainResult(cfg, fit, out, test, files)
+
+
+def available_memory() -> int | None:
+    """Bytes a new allocation can have now: Linux's MemAvailable, within a cgroup's limit."""
+    found = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:  # a container's limit (cgroup v2)
+        root = Path("/sys/fs/cgroup")
+        limit = (root / "memory.max").read_text().strip()
+        if limit.isdigit():
+            found.append(int(limit) - int((root / "memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def training_memory(arch: dict[str, Any], optimizer: str) -> int:
+    """Bytes for the parameters, their gradients and the optimiser's state (float32 each), and
+    the float64 draw that initialises the largest tensor (by arithmetic: nothing allocated)."""
+    sizes = [math.prod(s) for s in models.parameter_shapes(arch).values()]
+    states = len(OPTIMIZERS[optimizer].state_names)
+    return 4 * sum(sizes) * (2 + states) + 8 * max(sizes)
+
+
+def _check_memory(arch: dict[str, Any], cfg: TrainConfig, limit: float | None, cli: bool) -> int:
+    """Refuse a network that does not fit the memory limit; return the checkpoint's bytes."""
+    need = training_memory(arch, cfg.optimizer)
+    params = sum(math.prod(s) for s in models.parameter_shapes(arch).values())
+    if limit is None:
+        limit, what = available_memory(), "the memory available now"
+    else:
+        what = "the limit given"
+    if limit is not None and need > limit:
+        width = f" of hidden width {arch['hidden']:,}" if arch["name"] == "mlp" else ""
+        smaller = "--hidden" if cli else "hidden="
+        raise ValueError(
+            f"the {arch['name']}{width} has {params:,} parameters: training needs about "
+            f"{need / GIB:,.1f} GiB for them, their gradients and the optimizer state, more than "
+            f"{limit / GIB:,.1f} GiB ({what}). Choose a smaller {smaller}, or raise the limit "
+            f"with {'--max-memory GIB' if cli else 'memory_limit= (bytes)'}"
+        )
+    states = len(OPTIMIZERS[cfg.optimizer].state_names)
+    return 4 * params * (1 + states)
+
+
+def _probe_folder(out: Path) -> None:
+    """Create ``out`` and write, then delete, a probe file in it: unwritable fails now."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=f"{PARTIAL_PREFIX}{os.getpid()}-probe-")
+        try:
+            os.write(fd, b"chainrule checks that this folder can be written\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as e:
+        raise naming_target(e, out, "write into the output folder") from e
+
+
+def _check_space(out: Path, checkpoint_bytes: int) -> None:
+    """Refuse when ``out``'s disk cannot take a checkpoint (and the run's other files)."""
+    need = checkpoint_bytes + (1 << 20)
+    free = shutil.disk_usage(out).free
+    if free < need:
+        raise OSError(
+            errno.ENOSPC,
+            f"cannot write into the output folder {out}: No space left on device ({free:,} "
+            f"bytes free, a checkpoint needs about {need:,})",
+        )
+
+
+def _check_splits(train_set: Dataset, test_set: Dataset) -> None:
+    if test_set.image_shape != train_set.image_shape:
+        raise ValueError(
+            f"the training images ({train_set.name}) have shape {train_set.image_shape}, the "
+            f"test images ({test_set.name}) {test_set.image_shape}: they must be alike"
+        )
+    if test_set.classes != train_set.classes:
+        raise ValueError(
+            f"the training data ({train_set.name}) have {train_set.classes} classes, the test "
+            f"data ({test_set.name}) {test_set.classes}: they must be alike"
+        )
+
+
+def _check_model_fits(model: Any, arch: dict[str, Any], train_set: Dataset) -> None:
+    """One forward pass on two training images: a network that does not fit fails now."""
+    try:
+        scores = predict_scores(model, train_set.images[:2])
+    except (ValueError, TypeError, IndexError) as e:
+        raise ValueError(
+            f"the {arch['name']} does not fit images of shape {train_set.image_shape}: {e}"
+        ) from None
+    if scores.shape[1:] != (train_set.classes,):
+        raise ValueError(
+            f"the {arch['name']} gives {scores.shape[1:]} scores per image, the data have "
+            f"{train_set.classes} classes"
+        )
 
 
 def _metrics(
