@@ -548,6 +548,8 @@ def test_a_core_only_install_names_the_extra_for_every_command(tmp_path, fake_mn
         "train plots": ([*mnist, "--out", str(tmp_path / "c"), "--no-progress"], ["matplotlib"]),
         "evaluate": (["evaluate", str(run)], every),
         "predict": (["predict", str(run), str(png)], ["PIL"]),
+        "export": (["export", str(run), "--torch", "e.safetensors"], every),
+        "import": (["import", "m.safetensors", "--out", "imported"], every),
         "optimize --plot": (
             ["optimize", "x**2 + y**2", "--x0", "1", "1", "--plot", "o.png"],
             ["matplotlib"],
@@ -557,6 +559,7 @@ def test_a_core_only_install_names_the_extra_for_every_command(tmp_path, fake_mn
             ["matplotlib"],
         ),
     }
+    (tmp_path / "m.safetensors").write_bytes(b"")  # import reads it: the extra comes first
     env = dict(os.environ, PYTHONPATH=str(SRC), MPLBACKEND="Agg")
     done = subprocess.run(
         [sys.executable, "-c", BLOCKER, json.dumps(list(commands.values()))],
