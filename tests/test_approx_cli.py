@@ -146,6 +146,14 @@ def test_bad_input_gives_one_clear_error_line(capsys, tmp_path, monkeypatch, arg
     assert message in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("expr", ["9**9**9**9", "x + 9**9**9**9"])
+def test_an_overflowing_constant_is_named_not_an_errno(capsys, expr):
+    code, _, err = approx(capsys, expr, "--domain", 0, 1, "--d", 0.1)
+    assert code == 1 and err.count("\n") == 1
+    assert "the constant 9**9**9 (at column" in err and "overflows" in err
+    assert "Numerical result out of range" not in err
+
+
 def test_debug_flag_shows_the_traceback_instead_of_one_line(capsys):
     good = ["approx", "x", "--domain", "0", "1", "--d", "0.5"]
     assert main([*good, "--debug"]) == 0  # accepted, changes nothing when all goes well

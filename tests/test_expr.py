@@ -234,6 +234,35 @@ def test_refusals_name_the_problem(text, pattern):
         assert f"at column {info.value.column}" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "named", "why"),
+    [
+        ("9**9**9**9 + x", "9**9**9 (at column 4)", "overflows"),
+        ("x + 10**400", "10**400 (at column 5)", "overflows"),
+        ("x * (1e308 * 10)", "1e+308 * 10 (at column 6)", "overflows"),  # inf, no exception
+        ("exp(1000) - x", "exp(1000) (at column 1)", "overflows"),
+        ("x + 1/0", "1 / 0 (at column 5)", "divides by zero"),
+        ("x * 0**-1", "0**-1", "divides by zero"),
+        ("log(0) + x", "log(0)", "undefined"),
+        ("x + sqrt(-1)", "sqrt(-1)", "undefined"),
+        ("x + (-8)**(1/3)", "(-8)**(1 / 3)", "not a real number"),
+        ("9**9**9**9", "9**9**9", "overflows"),  # a constant expression, as approx takes
+    ],
+)
+def test_constants_without_a_float64_value_are_one_line_errors(text, named, why):
+    with pytest.raises(ExpressionError) as info:
+        parse(text)
+    message = str(info.value)
+    assert message.startswith(f"the constant {named}") and why in message
+    assert "\n" not in message and info.value.column is not None
+
+
+def test_large_but_finite_constants_and_constant_functions_are_kept():
+    assert float(parse("1e308 + 0*x")(2.0)) == 1e308
+    assert parse("sigmoid(-1000) + x")(1.0) == 1.0  # exp(1000) is not needed for it
+    assert parse("2**-1074 * x")(1.0) == 5e-324
+
+
 def test_the_message_points_a_caret_at_the_column():
     with pytest.raises(ExpressionError) as info:
         parse("x + y.real")
@@ -382,7 +411,11 @@ _EXPRESSIONS = st.recursive(_LEAF, _extend, max_leaves=25)
 @settings(max_examples=300, deadline=None)
 @given(_EXPRESSIONS)
 def test_generated_expressions_parse_and_their_normal_form_round_trips(text):
-    expr = parse(text)
+    try:
+        expr = parse(text)
+    except ExpressionError as error:  # e.g. 1e30**1e30: a constant with no float64 value
+        assert error.message.startswith("the constant ") and error.column is not None
+        return
     normalized = str(expr)
     again = parse(normalized, expr.variables)
     assert again == expr

@@ -166,6 +166,21 @@ def test_bad_input_gives_one_clear_error_line(capsys, argv, message):
     assert "Traceback" not in err and "hacked" not in out
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["optimize", "9**9**9**9 + x"], "the constant 9**9**9 (at column 4) overflows"),
+        (["optimize", "x + 10**400"], "the constant 10**400 (at column 5) overflows"),
+        (["critical", "x**2 + 10**400"], "the constant 10**400 (at column 8) overflows"),
+        (["optimize", "x**2", "--constraint", "x <= 10**400"], "the constant 10**400"),
+    ],
+)
+def test_overflowing_constants_are_one_line_errors(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 1 and err.startswith(f"chainrule {argv[0]}: error: {message}")
+    assert err.count("\n") == 1 and "OverflowError" not in err and "Traceback" not in err
+
+
 def test_plot_into_missing_folder_is_a_clear_error(capsys, tmp_path):
     code, _, err = run(capsys, "critical", "x**2 - y**2", "--plot", str(tmp_path / "no" / "p.png"))
     assert code == 1 and "does not exist" in err

@@ -242,8 +242,13 @@ class _Parser:
         self.position = 0
         self.variables = variables
         self.program: list[_Instruction] = []
+        self.columns: list[int] = []  # the column of each instruction's token
         self.names: set[str] = set()
         self.depth = 0
+
+    def emit(self, op: str, arg: Any, token: _Token) -> None:
+        self.program.append((op, arg))
+        self.columns.append(token.column)
 
     def error(self, message: str, token: _Token) -> ExpressionError:
         return ExpressionError(message, self.text, token.column)
@@ -279,16 +284,16 @@ class _Parser:
     def sum(self) -> None:
         self.term()
         while self.peek().kind in ("+", "-"):
-            op = self.advance().kind
+            op = self.advance()
             self.term()
-            self.program.append((op, None))
+            self.emit(op.kind, None, op)
 
     def term(self) -> None:
         self.factor()
         while self.peek().kind in ("*", "/"):
-            op = self.advance().kind
+            op = self.advance()
             self.factor()
-            self.program.append((op, None))
+            self.emit(op.kind, None, op)
 
     def factor(self) -> None:
         token = self.peek()
@@ -299,7 +304,7 @@ class _Parser:
         with self.nested(token):
             self.factor()
         if token.kind == "-":
-            self.program.append(("neg", None))  # unary plus is the identity and leaves no trace
+            self.emit("neg", None, token)  # unary plus is the identity and leaves no trace
 
     def power(self) -> None:
         self.primary()
@@ -308,12 +313,12 @@ class _Parser:
             self.advance()
             with self.nested(token):
                 self.factor()
-            self.program.append(("**", None))
+            self.emit("**", None, token)
 
     def primary(self) -> None:
         token = self.advance()
         if token.kind == "number":
-            self.program.append(("num", token.value))
+            self.emit("num", token.value, token)
         elif token.kind == "name":
             self.name(token)
         elif token.kind == "(":
@@ -355,13 +360,13 @@ class _Parser:
                 message = f"unknown function {word!r}; {allowed}"
             raise self.error(message, token)
         elif word in CONSTANTS:
-            self.program.append(("const", word))
+            self.emit("const", word, token)
         else:
             if self.variables is not None and word not in self.variables:
                 known = ", ".join(self.variables) if self.variables else "none"
                 raise self.error(f"unknown variable {word!r} (the variables are: {known})", token)
             self.names.add(word)
-            self.program.append(("var", word))
+            self.emit("var", word, token)
 
     def call(self, function: _Token) -> None:
         opening = self.advance()
@@ -388,7 +393,7 @@ class _Parser:
             raise self.error(
                 f"{function.text}() takes exactly 1 argument ({count} given)", function
             )
-        self.program.append(("call", _FUNCTIONS[function.text]))
+        self.emit("call", _FUNCTIONS[function.text], function)
 
     def unexpected(self, token: _Token) -> ExpressionError:
         """The error for a token that follows a complete operand but cannot continue it."""
@@ -464,6 +469,84 @@ def _to_text(program: Sequence[_Instruction]) -> str:
                 )
             stack.append((text, p))
     return stack[0][0]
+
+
+def _sigmoid(v: float) -> float:
+    if v >= 0:
+        return 1.0 / (1.0 + math.exp(-v))
+    z = math.exp(v)  # no overflow for v < 0
+    return z / (1.0 + z)
+
+
+# the functions on Python floats, to check constant sub-expressions when parsing
+_FLOAT_FUNCTIONS: dict[str, Callable[[float], float]] = {
+    "abs": abs,
+    "cos": math.cos,
+    "exp": math.exp,
+    "log": math.log,
+    "relu": lambda v: max(v, 0.0),
+    "sigmoid": _sigmoid,
+    "sin": math.sin,
+    "sqrt": math.sqrt,
+    "tan": math.tan,
+    "tanh": math.tanh,
+}
+
+
+def _constant_value(op: str, arg: Any, operands: list[float]) -> tuple[float | None, str]:
+    """The value of one operation on constants, or (None, why it has no float64 value)."""
+    try:
+        if op == "call":
+            value: Any = _FLOAT_FUNCTIONS[arg](operands[0])
+        elif op == "neg":
+            value = -operands[0]
+        else:
+            value = _BINARY[op](*operands)
+    except OverflowError:
+        value = math.inf
+    except ZeroDivisionError:
+        return None, "divides by zero"
+    except ValueError:  # math domain error: log(0), sqrt(-1)
+        return None, f"is undefined: {arg}() is not defined at {operands[0]:g}"
+    if isinstance(value, complex):
+        return None, "is not a real number (a negative number to a fractional power)"
+    if not math.isfinite(value):
+        return None, (
+            "overflows: its value is beyond the range of float64 (about 1.8e308); "
+            "use smaller numbers"
+        )
+    return float(value), ""
+
+
+def _check_constants(text: str, program: Sequence[_Instruction], columns: Sequence[int]) -> None:
+    """Refuse a sub-expression without variables whose value is not a finite float64.
+
+    Such a constant is the same at every x, so it is computed once here (as evaluation would
+    compute it, on Python floats) and an overflow such as 10**400 or 9**9**9**9, or 1/0 or
+    log(0), is one clear error naming the smallest sub-expression that fails.
+    """
+    stack: list[tuple[float | None, int]] = []  # (value, or None if it has variables; start)
+    for i, (op, arg) in enumerate(program):
+        if op in ("num", "const", "var"):
+            value = arg if op == "num" else CONSTANTS[arg] if op == "const" else None
+            stack.append((value, i))
+            continue
+        count = 1 if op in ("call", "neg") else 2
+        operands = stack[-count:]
+        del stack[-count:]
+        start = operands[0][1]
+        if any(v is None for v, _ in operands):
+            stack.append((None, start))
+            continue
+        value, why = _constant_value(op, arg, [v for v, _ in operands])  # type: ignore[misc]
+        if value is None:
+            column = min(columns[start : i + 1])
+            error = ExpressionError(
+                f"the constant {_to_text(program[start : i + 1])} (at column {column}) {why}"
+            )
+            error.text, error.column = text, column
+            raise error
+        stack.append((value, start))
 
 
 def _natural_key(name: str) -> tuple[int, list[int | str], str]:
@@ -580,6 +663,7 @@ def parse(text: str, variables: Sequence[str] | None = None) -> Expression:
         raise ExpressionError(
             f"expression is nested too deeply (more than {MAX_NESTING} levels)"
         ) from None
+    _check_constants(text, program, parser.columns)
     if names is None:
         names = tuple(sorted(parser.names, key=_natural_key))
     return Expression(text, names, program)
