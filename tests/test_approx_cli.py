@@ -154,6 +154,11 @@ def test_an_overflowing_constant_is_named_not_an_errno(capsys, expr):
     assert "Numerical result out of range" not in err
 
 
+def test_an_expression_starting_with_a_minus_is_the_expression(capsys):
+    code, out, err = approx(capsys, "-x", "--domain", "-1e-3", 1, "--d", 0.5)
+    assert code == 0 and err == "" and "f(x) = -x on [-0.001, 1]" in out
+
+
 def test_debug_flag_shows_the_traceback_instead_of_one_line(capsys):
     good = ["approx", "x", "--domain", "0", "1", "--d", "0.5"]
     assert main([*good, "--debug"]) == 0  # accepted, changes nothing when all goes well

@@ -181,6 +181,48 @@ def test_overflowing_constants_are_one_line_errors(capsys, argv, message):
     assert err.count("\n") == 1 and "OverflowError" not in err and "Traceback" not in err
 
 
+def test_expressions_starting_with_a_minus_are_expressions_not_options(capsys):
+    code, out, err = run(capsys, "critical", "-x**2-y**2")
+    assert code == 0 and err == "" and "1 critical point: 1 maximum" in out
+    code, out, _ = run(capsys, "critical", "--starts", "4", "-x**2")  # after an option too
+    assert code == 0 and "f(x) = -x**2" in out and "1 maximum" in out
+    code, out, _ = run(capsys, "optimize", "-exp(-x**2)", "--x0", "0.5")
+    assert code == 0 and abs(_numbers(next(ln for ln in out.splitlines() if "x =" in ln))[0]) < 1e-5
+    code, out, _ = run(capsys, "optimize", "x**2", "--constraint", "-x <= -1", "--x0", "2")
+    assert code == 0 and "subject to -x <= -1" in out
+
+
+def test_values_starting_with_a_minus_parse_and_real_options_still_work(capsys):
+    code, out, _ = run(capsys, "optimize", "(x+1)**2", "--bounds", "-inf", "0")
+    assert code == 0 and "-inf <= x <= 0" in out
+    assert _numbers(next(ln for ln in out.splitlines() if ln.strip().startswith("x =")))[0] == -1
+    code, out, _ = run(capsys, "critical", "x**2", "--bounds", "-1e-3", "1", "--star", "3")
+    assert code == 0 and "[-0.001, 1]" in out and "from 3 starts" in out
+    with pytest.raises(SystemExit) as info:  # -h is still the help
+        main(["critical", "-h"])
+    assert info.value.code == 0 and "usage: chainrule critical" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # and a misspelt option is still refused by argparse
+        main(["critical", "x**2", "-starts", "3"])
+    assert "unrecognized arguments: -starts 3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("step", [["--step", "0"], ["--step", "-1"], ["--step=-1"]])
+def test_a_step_that_is_not_positive_is_refused(capsys, step):
+    code, _, err = run(capsys, "optimize", "x**2", "--x0", "1", *step)
+    assert code == 1 and err.count("\n") == 1
+    assert "the step size must be positive" in err and "unknown step rule" not in err
+
+
+def test_divergence_advice_is_true(capsys):
+    code, out, _ = run(capsys, "optimize", "log(x)", "--x0", "1")  # backtracking, the default
+    line = next(ln for ln in out.splitlines() if "diverged" in ln)
+    assert code == 1 and "f = -inf" in line and "unbounded below" in line
+    assert "backtracking'" not in line  # it already is backtracking
+    code, out, _ = run(capsys, "optimize", "x**2", "--x0", "1", "--step", "1.5")
+    line = next(ln for ln in out.splitlines() if "diverged" in ln)
+    assert code == 1 and "use a smaller step or step='backtracking'" in line
+
+
 def test_plot_into_missing_folder_is_a_clear_error(capsys, tmp_path):
     code, _, err = run(capsys, "critical", "x**2 - y**2", "--plot", str(tmp_path / "no" / "p.png"))
     assert code == 1 and "does not exist" in err

@@ -137,6 +137,24 @@ def test_constant_step_too_large_diverges_with_a_message():
     assert math.isfinite(r.fun)  # the last finite iterate is returned
 
 
+def test_divergence_advice_is_true_for_a_line_search():
+    # log is -inf at 0, where Armijo's first trial step lands (x - 1 * 1/x = 0)
+    r = gradient_descent(lambda x: cr.log(x).sum(), [1.0], step="backtracking")
+    assert not r.converged and "diverged" in r.message and "f = -inf" in r.message
+    assert "unbounded below" in r.message and "backtracking" not in r.message.split(":", 1)[1]
+
+
+def test_divergence_advice_of_the_diminishing_rule_names_alpha0():
+    r = gradient_descent(lambda x: (x**4).sum(), [3.0], step=Diminishing(5.0), max_iter=100)
+    assert "diverged" in r.message and "smaller alpha0 or step='backtracking'" in r.message
+
+
+@pytest.mark.parametrize("step", [0, -1, "0", "-1", "1e-400", "-inf", "nan"])
+def test_a_step_that_is_not_positive_says_it_must_be_positive(step):
+    with pytest.raises(ValueError, match=r"the step size must be positive \(a finite number > 0\)"):
+        step_rule(step)
+
+
 def test_max_iter_and_callback():
     seen = []
 

@@ -30,14 +30,39 @@ SUBCOMMANDS = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser that reads words such as -x**2, -inf and -1e-3 as values, not options.
+
+    argparse takes every word that starts with '-' for an option unless it looks like a
+    negative number ('-3', '-.5'), so ``chainrule critical "-x**2-y**2"`` and ``--bounds -inf 0``
+    were refused. Here a word with one leading '-' is an option only when it is one of the
+    parser's option strings (or OPTION=VALUE of one); words starting with '--' are options
+    as before, abbreviations included.
+    """
+
+    def _parse_optional(self, arg_string):  # type: ignore[no-untyped-def]
+        if _is_value(arg_string, self._option_string_actions):
+            return None  # a positional word
+        return super()._parse_optional(arg_string)
+
+
+def _is_value(word: str, options: dict[str, argparse.Action]) -> bool:
+    if len(word) < 2 or word[0] != "-" or word[1] == "-":
+        return False
+    short = options.get(word[:2])
+    if short is not None and short.nargs != 0:
+        return False  # -oVALUE: a short option with its value attached
+    return word not in options and word.split("=", 1)[0] not in options
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="chainrule",
         description="Derivatives, back propagation, optimization and network training from "
         "the lecture 'Calculus', with every derivative checked.",
     )
     parser.add_argument("--version", action="version", version="chainrule 0.1.0")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in SUBCOMMANDS:
         try:
             module = importlib.import_module(f"chainrule.cli.{name}_cmd")

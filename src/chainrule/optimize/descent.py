@@ -79,7 +79,7 @@ def _positive(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r}")
     if not (math.isfinite(value) and float(value) > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        raise ValueError(f"{name} must be positive (a finite number > 0), got {value!r}")
     return float(value)
 
 
@@ -208,13 +208,15 @@ def step_rule(step: Any) -> StepRule:
         if step.lower() in rules:
             return rules[step.lower()]()
         try:
-            return Constant(float(step))
+            alpha = float(step)
         except ValueError:
-            pass
-        raise ValueError(
-            f"unknown step rule {step!r}: use a number (constant step), 'diminishing', "
-            "'backtracking' or 'exact'"
-        )
+            raise ValueError(
+                f"unknown step rule {step!r}: use a number (constant step), 'diminishing', "
+                "'backtracking' or 'exact'"
+            ) from None
+        if not (math.isfinite(alpha) and alpha > 0):  # 1e-400 is 0.0: name the text given
+            raise ValueError(f"the step size must be positive (a finite number > 0), got {step!r}")
+        return Constant(alpha)
     if isinstance(step, numbers.Real) and not isinstance(step, bool):
         return Constant(float(step))
     raise TypeError(
@@ -300,10 +302,7 @@ def descend(
             t += 1
             f_new, g_new = obj.value_and_grad(x_new)
             if not (math.isfinite(f_new) and np.isfinite(g_new).all()):
-                message = (
-                    f"diverged at iteration {t}: f = {f_new} with step size {alpha:.3g}; "
-                    "use a smaller step or step='backtracking'"
-                )
+                message = f"diverged at iteration {t}: {_divergence(rule, alpha, f_new)}"
                 break
             x, fx, g = x_new, f_new, g_new
             measure = optimality(x, g)
@@ -328,6 +327,28 @@ def descend(
         nhev=obj.nhev,
         history=history.arrays(),
     )
+
+
+def _divergence(rule: StepRule, alpha: float, f_new: float) -> str:
+    """Why the step to a point with non-finite f or gradient happened, and what helps (true
+    advice only: a line search is not told to use a line search)."""
+    if f_new == -math.inf:
+        return (
+            f"f = -inf after a step of size {alpha:.3g}: f is unbounded below (or -inf at a "
+            "point) along the path, so it has no minimum there; add bounds or constraints "
+            "that keep x where f is finite"
+        )
+    if math.isfinite(f_new):
+        return (
+            f"f = {f_new:.6g} but its gradient is not finite after a step of size {alpha:.3g}: "
+            "f is not differentiable there; start elsewhere or add bounds that avoid the point"
+        )
+    what = f"f = {f_new} after a step of size {alpha:.3g}"
+    if isinstance(rule, Constant):
+        return f"{what}: the step is too large; use a smaller step or step='backtracking'"
+    if isinstance(rule, Diminishing):
+        return f"{what}: the steps are too large; use a smaller alpha0 or step='backtracking'"
+    return f"{what}: x left the region where f is defined and finite; add bounds that keep it there"
 
 
 def _progress_bar(progress: bool, total: int, what: str) -> Any:
