@@ -159,6 +159,26 @@ def test_an_expression_starting_with_a_minus_is_the_expression(capsys):
     assert code == 0 and err == "" and "f(x) = -x on [-0.001, 1]" in out
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--d", 0.1, "--points", 1000000000], "more than max_points = 2,000,000"),
+        (["--d", 0.1, "--points", 1000, "--max-points", 999], "max_points = 999"),
+        (["--d", 1e-5, "--max-neurons", "1e8"], "more than max_parameters = 25,000,000"),
+        (["--d", 1e-6, "--max-neurons", "1e8", "--max-parameters", "1e13"], "GiB of memory"),
+        (["--d", 0.1, "--max-neurons", 0], "--max-neurons must be a positive integer"),
+        (["--d", 0.1, "--max-parameters", -1], "--max-parameters must be a positive integer"),
+        (["--d", 0.1, "--max-points", 0], "--max-points must be a positive integer"),
+    ],
+)
+def test_budgets_are_one_line_errors_before_the_work(capsys, argv, message):
+    code, _, err = approx(capsys, "sin(x)", "--domain", 0, 1, *argv)
+    assert code == 1 and err.count("\n") == 1 and message in err
+    assert "MemoryError" not in err and "Traceback" not in err
+    if "more than" in message:  # how to raise it: the option, not the library's keyword
+        assert "or raise --max-" in err or "use a larger d" in err
+
+
 def test_debug_flag_shows_the_traceback_instead_of_one_line(capsys):
     good = ["approx", "x", "--domain", "0", "1", "--d", "0.5"]
     assert main([*good, "--debug"]) == 0  # accepted, changes nothing when all goes well

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -220,3 +222,43 @@ def test_a_d_needing_too_many_neurons_is_refused_before_building():
     with pytest.raises(BudgetError, match="max_neurons"):
         construct(lambda x: x[:, 0], [(0, 1), (0, 1)], 0.001)
     assert construct(sin3, (0.0, 1.0), 0.01, max_neurons=202).widths == (1, 101, 101, 1)
+
+
+def _peak_bytes(call):
+    """(what call raised, the peak bytes it allocated): NumPy reports to tracemalloc."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        call()
+    except Exception as e:  # noqa: BLE001 - returned to the test, which checks it
+        raised = e
+    else:
+        raised = None
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return raised, peak
+
+
+@pytest.mark.parametrize("name", ["max_neurons", "max_parameters"])
+@pytest.mark.parametrize("value", [0, -5, 2.5])
+def test_a_budget_that_is_not_a_positive_integer_is_refused(name, value):
+    with pytest.raises(ValueError, match=f"{name} must be a positive integer"):
+        construct(sin3, (0.0, 1.0), 0.1, **{name: value})
+    assert construct(sin3, (0.0, 1.0), 0.1, **{name: 1e8}).widths == (1, 11, 11, 1)
+
+
+def test_a_network_larger_than_the_memory_is_refused_before_allocating(monkeypatch):
+    module = importlib.import_module("chainrule.approx.construct")  # not the function
+
+    # a raised parameter budget still meets the memory: 1e12 parameters are 8 TB of weights
+    raised, peak = _peak_bytes(
+        lambda: construct(sin3, (0.0, 1.0), 1e-6, max_neurons=10**7, max_parameters=10**13)
+    )
+    assert isinstance(raised, BudgetError) and "GiB of memory, more than the" in str(raised)
+    assert "available: use a larger d" in str(raised) and peak < 2**20
+    monkeypatch.setattr(module, "available_memory", lambda: 2**16)  # a machine with 64 KiB free
+    with pytest.raises(BudgetError, match=r"about 0.7 MiB of memory, more than the 0.1 MiB"):
+        construct(sin3, (0.0, 1.0), 0.01)
+    with pytest.raises(BudgetError, match=r"grid nodes\) would need about"):  # K = 2: the grid
+        construct(lambda x: x[:, 0] * x[:, 1], [(0, 1), (0, 1)], 0.01)

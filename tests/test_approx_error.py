@@ -162,3 +162,37 @@ def test_convergence_order_of_exact_powers():
     assert convergence_order(ds, ds**0.5) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="two values"):
         sweep(sin3, (0.0, 1.0), [0.1])
+
+
+def test_measuring_on_too_many_points_is_refused_before_allocating():
+    import tracemalloc
+
+    from chainrule.approx.construct import BudgetError
+
+    net = construct(sin3, (0.0, 1.0), 0.1)
+    tracemalloc.start()
+    with pytest.raises(
+        BudgetError, match=r"1,000,000,000 points is more than max_points = 2,000,000"
+    ):
+        error_report(net, sin3, points=10**9)  # was 8 GB per array, then the OOM killer
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2**20
+    assert error_report(net, sin3, points=5_000, max_points=5_000).points == 5_000
+    with pytest.raises(BudgetError, match="max_points = 4,999"):
+        error_report(net, sin3, points=5_000, max_points=4_999)
+    with pytest.raises(ValueError, match="max_points must be a positive integer"):
+        error_report(net, sin3, max_points=0)
+
+
+def test_a_dense_measurement_over_the_work_budget_is_refused():
+    from chainrule.approx.construct import BudgetError
+
+    def f(x):
+        return x[:, 0] * x[:, 1]
+
+    net = construct(f, [(0, 1), (0, 1)], 0.25)
+    work = 40 * 40 * net.num_parameters()
+    with pytest.raises(BudgetError, match=r"1,600 x [0-9,]+ parameters = .* more than max_work"):
+        error_report(net, f, points=40, max_work=work - 1)
+    assert error_report(net, f, points=40, max_work=work).points == 1_600

@@ -223,6 +223,17 @@ def test_divergence_advice_is_true(capsys):
     assert code == 1 and "use a smaller step or step='backtracking'" in line
 
 
+def test_too_many_starts_are_refused_before_the_work(capsys):
+    code, _, err = run(capsys, "critical", "x**2 - y**2", "--starts", "100000000")
+    assert code == 1 and err.count("\n") == 1
+    assert "--starts = 100,000,000 is more than max_starts = 10,000" in err
+    assert "raise --max-starts" in err
+    code, out, _ = run(capsys, "critical", "x**2", "--starts", "20", "--max-starts", "20")
+    assert code == 0 and "from 20 starts" in out
+    code, _, err = run(capsys, "critical", "x**2", "--starts", "21", "--max-starts", "2e1")
+    assert code == 1 and "max_starts = 20" in err
+
+
 def test_plot_into_missing_folder_is_a_clear_error(capsys, tmp_path):
     code, _, err = run(capsys, "critical", "x**2 - y**2", "--plot", str(tmp_path / "no" / "p.png"))
     assert code == 1 and "does not exist" in err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import scipy.optimize
@@ -126,6 +128,33 @@ def test_critical_points_agree_with_scipy_root_of_the_gradient(rng):
 def test_points_outside_the_box_are_left_out():
     points = critical_points(from_expression("x**3 - 3*x + y**2"), [(0, 3), (-1, 1)])
     assert [p.kind for p in points] == ["minimum"]
+
+
+def test_too_many_starts_are_refused_before_any_work():
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        return (x * x).sum()
+
+    with pytest.raises(ValueError, match=r"n_starts = 100,000,000 is more than max_starts"):
+        critical_points(f, [(-1, 1)] * 2, n_starts=10**8)
+    assert not calls  # not even f at the centre
+    with pytest.raises(ValueError, match="max_starts must be an integer >= 1"):
+        critical_points(f, [(-1, 1)] * 2, max_starts=0)
+    assert len(critical_points(f, [(-1, 1)] * 2, n_starts=3, max_starts=3)) == 1
+
+
+def test_the_random_starts_are_the_seeded_uniform_draws(monkeypatch):
+    module = importlib.import_module("chainrule.optimize.critical")
+
+    starts = []
+    monkeypatch.setattr(module, "_newton", lambda obj, x, *rest: starts.append(x.copy()))
+    box = [(-2.0, 1.0), (0.0, 3.0)]
+    critical_points(from_expression("x**2 + y**2"), box, n_starts=2050, seed=3)
+    # drawn in blocks, but the very numbers of one draw of all 2049 random starts
+    expected = np.random.default_rng(3).uniform([-2.0, 0.0], [1.0, 3.0], size=(2049, 2))
+    np.testing.assert_array_equal(np.array(starts), np.vstack([[-0.5, 1.5], expected]))
 
 
 def test_critical_points_bad_input():

@@ -28,6 +28,8 @@ from .construct import (
 )
 from .depth import DepthRow, deep_square, depth_demo, format_depth_table, sawtooth, shallow
 from .error import (
+    MAX_POINTS,
+    MAX_WORK,
     ErrorReport,
     SweepResult,
     building_blocks,
@@ -52,6 +54,8 @@ __all__ = [
     "METHODS",
     "MAX_NEURONS",
     "MAX_PARAMETERS",
+    "MAX_POINTS",
+    "MAX_WORK",
     "evaluate",
     "error_report",
     "ErrorReport",

@@ -31,6 +31,8 @@ default) and :mod:`chainrule.approx.pyramid` (the lecture's literal recipe).
 from __future__ import annotations
 
 import math
+import numbers
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +46,8 @@ __all__ = [
     "MAX_PARAMETERS",
     "METHODS",
     "BudgetError",
+    "available_memory",
+    "check_memory",
     "Construction",
     "ConstructedNetwork",
     "construct",
@@ -198,8 +202,9 @@ def sample_grid(
 
     A grid with more nodes than ``max_neurons`` is refused before any array of its size.
     """
+    count = math.prod(intervals(lo, hi, d) + 1 for (lo, hi), d in zip(box, spacing, strict=True))
+    check_budget(count, 0, max_neurons, max_parameters, what)  # before any array of that size
     nodes = grid_nodes(box, spacing)
-    check_budget(math.prod(g.size for g in nodes), 0, max_neurons, max_parameters, what)
     return nodes, sample(f, grid_points(nodes))
 
 
@@ -246,9 +251,55 @@ def sample(f: Callable[[np.ndarray], Any], x: np.ndarray, what: str = "f") -> np
     return y
 
 
+def budget(value: Any, name: str) -> int:
+    """A budget such as max_neurons as an int >= 1 (1e8 is accepted), or a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, numbers.Real)):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    if not (math.isfinite(value) and float(value).is_integer() and value >= 1):
+        raise ValueError(f"{name} must be a positive integer (at least 1), got {value!r}")
+    return int(value)
+
+
+def available_memory() -> int | None:
+    """The bytes of memory available to a new allocation now (Linux: MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(nbytes: float, what: str, fix: str) -> None:
+    """Refuse work that would need more memory than is available, before allocating it."""
+    free = available_memory()
+    if free is not None and nbytes > free:
+        raise BudgetError(
+            f"{what} would need about {_size(nbytes)} of memory, more than the "
+            f"{_size(free)} available: {fix}"
+        )
+
+
+def _size(nbytes: float) -> str:
+    return f"{nbytes / 2**30:,.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:,.1f} MiB"
+
+
+# bytes of memory per parameter (and per grid node) while a network is built and measured:
+# the float64 weights, the 1-D evaluation at the knots (n x n twice) and temporaries
+BYTES_PER_PARAMETER = 64
+
+
 def check_budget(
     neurons: int, parameters: int, max_neurons: int, max_parameters: int, what: str
 ) -> None:
+    """Refuse a network over the neuron or parameter budget, or over the memory available."""
+    max_neurons = budget(max_neurons, "max_neurons")
+    max_parameters = budget(max_parameters, "max_parameters")
     if neurons > max_neurons:
         raise BudgetError(
             f"{what} would need {neurons:,} hidden neurons, more than max_neurons = "
@@ -260,6 +311,13 @@ def check_budget(
             f"float64), more than max_parameters = {max_parameters:,}: use a larger d or a "
             f"smaller domain, or raise max_parameters"
         )
+    check_memory(
+        BYTES_PER_PARAMETER * (parameters + neurons),
+        f"{what} ({neurons:,} grid nodes)"
+        if not parameters
+        else f"{what} ({neurons:,} hidden neurons, {parameters:,} parameters)",
+        "use a larger d or a smaller domain",
+    )
 
 
 def dense_linear(weight: np.ndarray, bias: np.ndarray) -> Linear:
@@ -299,6 +357,8 @@ def construct(
         raise TypeError(f"f must be callable (an array (N, K) -> (N,) or (N, M)), got {f!r}")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    max_neurons = budget(max_neurons, "max_neurons")
+    max_parameters = budget(max_parameters, "max_parameters")
     box = parse_domain(domain)
     spacing = parse_spacing(d, len(box))
     disc = tuple(float(x) for x in np.atleast_1d(np.asarray(discontinuities, dtype=float)))

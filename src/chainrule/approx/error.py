@@ -36,12 +36,24 @@ import numpy as np
 
 from ..nn import Linear, Module, Sequential
 from ..tensor import no_grad
-from .construct import MAX_NEURONS, MAX_PARAMETERS, construct, grid_points, parse_domain, sample
+from .construct import (
+    MAX_NEURONS,
+    MAX_PARAMETERS,
+    BudgetError,
+    budget,
+    check_memory,
+    construct,
+    grid_points,
+    parse_domain,
+    sample,
+)
 from .regions import evaluate
 
 __all__ = [
     "ErrorReport",
     "error_report",
+    "MAX_POINTS",
+    "MAX_WORK",
     "SweepResult",
     "sweep",
     "convergence_order",
@@ -50,6 +62,10 @@ __all__ = [
 ]
 
 _EXACT = 1e-11  # an error this small is rounding: the network is exact there, no order
+# budgets of the measurement: evaluation points, and multiply-adds of a dense evaluation
+# (K >= 2; 1e11 takes about half a minute on two cores)
+MAX_POINTS = 2_000_000
+MAX_WORK = 1e11
 
 
 @dataclass(frozen=True)
@@ -156,6 +172,32 @@ def _grid_sizes(net: Module, box: tuple[tuple[float, float], ...], points: Any) 
     return sizes
 
 
+def _check_measurement(
+    sizes: list[int], outputs: int, parameters: int, max_points: int, max_work: float, given: bool
+) -> None:
+    """Refuse a measurement grid over the budgets before any array of its size exists."""
+    k, count = len(sizes), math.prod(sizes)
+    grid = " x ".join(f"{m:,}" for m in sizes) + " = " if k > 1 else ""
+    if count > max_points:
+        raise BudgetError(
+            f"measuring the error on {grid}{count:,} points is more than max_points = "
+            f"{max_points:,}: use fewer points per direction, or raise max_points"
+        )
+    if given and k >= 2 and count * parameters > max_work:
+        raise BudgetError(
+            f"measuring the error on {count:,} points takes {count:,} x {parameters:,} "
+            f"parameters = {count * parameters:.2g} multiply-adds, more than max_work = "
+            f"{max_work:.2g} (about half a minute): use fewer points per direction, or raise "
+            "max_work"
+        )
+    # the points, f and the network there, the errors, the difference stencils
+    check_memory(
+        8 * count * (4 * k + 2 * k * k + 8 * outputs + 4),
+        f"measuring the error on {count:,} points",
+        "use fewer points per direction",
+    )
+
+
 def _differences(
     values: np.ndarray, steps: Sequence[float], valid: np.ndarray
 ) -> tuple[float, float]:
@@ -249,6 +291,8 @@ def error_report(
     second_derivative: float | None = None,
     lipschitz: float | None = None,
     exclude: Sequence[tuple[float, float]] | None = None,
+    max_points: int = MAX_POINTS,
+    max_work: float = MAX_WORK,
 ) -> ErrorReport:
     """Max and RMS error of ``net`` against f on a fine grid of ``domain``, and the bound.
 
@@ -257,7 +301,10 @@ def error_report(
     ``second_derivative`` / ``lipschitz``: known bounds on max |f''|_2 / max |grad f|_2
     (otherwise estimated by central differences). ``exclude``: open intervals (K = 1) left
     out of the measurement - by default those bridging the construction's discontinuities.
+    Refused before any allocation (BudgetError): more than ``max_points`` points, more than
+    ``max_work`` multiply-adds for a network of K >= 2 inputs, or more memory than available.
     """
+    max_points = budget(max_points, "max_points")
     construction = getattr(net, "construction", None)
     if domain is None:
         if construction is None:
@@ -273,10 +320,9 @@ def error_report(
     if exclude and k != 1:
         raise ValueError("exclude (intervals) is for one input only")
 
-    axes = [
-        np.linspace(lo, hi, m)
-        for (lo, hi), m in zip(box, _grid_sizes(net, box, points), strict=True)
-    ]
+    sizes = _grid_sizes(net, box, points)
+    _check_measurement(sizes, widths[-1], parameters, max_points, max_work, points is not None)
+    axes = [np.linspace(lo, hi, m) for (lo, hi), m in zip(box, sizes, strict=True)]
     x = grid_points(axes)
     keep = np.ones(x.shape[0], dtype=bool)
     for lo, hi in exclude:  # f need not even be defined at a jump
@@ -407,6 +453,7 @@ def sweep(
     max_neurons: int = MAX_NEURONS,
     max_parameters: int = MAX_PARAMETERS,
     points: int | Sequence[int] | None = None,
+    max_points: int = MAX_POINTS,
     second_derivative: float | None = None,
     lipschitz: float | None = None,
 ) -> SweepResult:
@@ -427,7 +474,12 @@ def sweep(
         )
         reports.append(
             error_report(
-                net, f, points=points, second_derivative=second_derivative, lipschitz=lipschitz
+                net,
+                f,
+                points=points,
+                max_points=max_points,
+                second_derivative=second_derivative,
+                lipschitz=lipschitz,
             )
         )
     return SweepResult(tuple(reports))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from .common import add_vars, pairs
+from .common import add_vars, count, flag_names, pairs
 
 EXAMPLES = """\
 examples:
@@ -99,21 +99,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--points",
-        type=int,
+        type=count,
         default=None,
         help="evaluation points per direction (default: several per grid cell)",
     )
     p.add_argument(
         "--max-neurons",
-        type=int,
+        type=count,
         default=None,
         help="refuse networks with more hidden neurons (default 100,000)",
     )
     p.add_argument(
         "--max-parameters",
-        type=int,
+        type=count,
         default=None,
         help="refuse networks with more parameters (default 25,000,000)",
+    )
+    p.add_argument(
+        "--max-points",
+        type=count,
+        default=None,
+        help="refuse to measure the error on more points (default 2,000,000)",
     )
     p.set_defaults(run=run)
 
@@ -142,6 +148,21 @@ def _function(args: argparse.Namespace) -> tuple[Callable, tuple[str, ...], list
 
 
 def run(args: argparse.Namespace) -> int:
+    from chainrule.approx.construct import BudgetError
+
+    try:
+        return _run(args)
+    except ValueError as e:  # a budget: name the options, not the library's keywords
+        message = flag_names(str(e).replace(", or raise max_work", ""), BUDGETS)
+        if message == str(e):
+            raise
+        raise (BudgetError if isinstance(e, BudgetError) else ValueError)(message) from e
+
+
+BUDGETS = ("max_neurons", "max_parameters", "max_points")
+
+
+def _run(args: argparse.Namespace) -> int:
     import math
     import time
     from pathlib import Path
@@ -150,9 +171,15 @@ def run(args: argparse.Namespace) -> int:
     from chainrule.approx.construct import BudgetError
 
     f, names, domain = _function(args)
-    budget = {
-        "max_neurons": args.max_neurons or approx.MAX_NEURONS,
-        "max_parameters": args.max_parameters or approx.MAX_PARAMETERS,
+    budget = {  # None: the default; 0 or less is refused by the library, not replaced
+        "max_neurons": approx.MAX_NEURONS if args.max_neurons is None else args.max_neurons,
+        "max_parameters": (
+            approx.MAX_PARAMETERS if args.max_parameters is None else args.max_parameters
+        ),
+    }
+    measure = {
+        "points": args.points,
+        "max_points": approx.MAX_POINTS if args.max_points is None else args.max_points,
     }
     options = {"method": args.method, "eps": args.eps, **budget}
     where = " x ".join(f"[{lo:g}, {hi:g}]" for lo, hi in domain)
@@ -176,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
             " (excluded from the error)"
         )
     start = time.perf_counter()
-    report = approx.error_report(net, f, points=args.points)
+    report = approx.error_report(net, f, **measure)
     measured = time.perf_counter() - start
     print(report)
     low, high = approx.partition_of_unity(net)
@@ -198,9 +225,9 @@ def run(args: argparse.Namespace) -> int:
             try:
                 finer = approx.construct(f, domain, d, args.discontinuity, **options)
             except BudgetError as e:
-                print(f"\nsweep stops before d = {d:g}: {e}")
+                print(f"\nsweep stops before d = {d:g}: {flag_names(str(e), BUDGETS)}")
                 break
-            reports.append(approx.error_report(finer, f, points=args.points))
+            reports.append(approx.error_report(finer, f, **measure))
         if len(reports) >= 2:
             result = approx.SweepResult(tuple(reports))
             print(f"\nsweep over d ({args.method if len(domain) > 1 else 'lecture'}):")

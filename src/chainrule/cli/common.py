@@ -6,6 +6,31 @@ import argparse
 from collections.abc import Sequence
 
 
+def count(text: str) -> int:
+    """An argparse type: an integer such as 100000 or 1e5 (its range is checked by the library)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"expected an integer such as 1000 or 1e6, got {text!r}")
+    return int(value)
+
+
+def flag_names(message: str, names: Sequence[str]) -> str:
+    """A library message with its keywords (max_neurons) written as the options (--max-neurons)."""
+    for name in names:
+        flag = f"--{name.replace('_', '-')}"
+        message = message.replace(f"raise {name}", f"raise {flag}")
+        if message.startswith(f"{name} "):
+            message = flag + message[len(name) :]
+    return message
+
+
 def add_vars(p: argparse.ArgumentParser) -> None:
     """``--vars NAME ...``: the variables of the typed expression and their order."""
     p.add_argument(

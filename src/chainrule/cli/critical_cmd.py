@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_vars, pairs
+from .common import add_vars, count, flag_names, pairs
 
 EXAMPLES = """\
 examples:
@@ -48,7 +48,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="the box searched: one pair LO HI for every variable or one pair per variable "
         "(default -5 5)",
     )
-    p.add_argument("--starts", type=int, default=32, help="number of Newton starts (default 32)")
+    p.add_argument("--starts", type=count, default=32, help="number of Newton starts (default 32)")
+    p.add_argument(
+        "--max-starts",
+        type=count,
+        default=None,
+        help="refuse more --starts than this (default 10,000; each start runs up to 100 "
+        "Newton steps)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random starts (default 0)")
     add_vars(p)
     p.add_argument("--plot", metavar="FILE", help="write a PNG contour plot (2 variables)")
@@ -68,9 +75,21 @@ def run(args: argparse.Namespace) -> int:
     box = pairs(args.bounds, names, "--bounds")
     if args.plot and n != 2:
         raise ValueError(f"--plot draws functions of 2 variables; f has {n} ({', '.join(names)})")
-    points = opt.critical_points(
-        f, box, n_starts=args.starts, seed=args.seed, progress=sys.stderr.isatty()
-    )
+    max_starts = opt.MAX_STARTS if args.max_starts is None else args.max_starts
+    try:
+        points = opt.critical_points(
+            f,
+            box,
+            n_starts=args.starts,
+            seed=args.seed,
+            progress=sys.stderr.isatty(),
+            max_starts=max_starts,
+        )
+    except ValueError as e:  # name the options, not the library's keywords
+        message = flag_names(str(e).replace("n_starts", "--starts"), ["max_starts"])
+        if message == str(e):
+            raise
+        raise ValueError(message) from e
     where = " x ".join(f"[{fmt(lo)}, {fmt(hi)}]" for lo, hi in box)
     print(str(f))
     print(f"critical points in {where} (Newton's method on grad f = 0 from {args.starts} starts):")

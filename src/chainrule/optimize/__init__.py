@@ -27,7 +27,7 @@ iterations, converged, message, history), as in SciPy.
 
 from .classes import ClassEvidence, is_convex, is_linear
 from .constrained import minimize
-from .critical import KINDS, CriticalPoint, classify, critical_points
+from .critical import KINDS, MAX_STARTS, CriticalPoint, classify, critical_points
 from .descent import (
     Backtracking,
     Constant,
@@ -56,6 +56,7 @@ __all__ = [
     "step_rule",
     "classify",
     "critical_points",
+    "MAX_STARTS",
     "CriticalPoint",
     "KINDS",
     "is_convex",

@@ -17,7 +17,7 @@ box; points closer than a small tolerance are the same point.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,9 +26,12 @@ import numpy as np
 from .objective import Objective, as_bounds, as_point
 from .result import fmt
 
-__all__ = ["CriticalPoint", "classify", "critical_points", "KINDS", "table"]
+__all__ = ["CriticalPoint", "classify", "critical_points", "KINDS", "MAX_STARTS", "table"]
 
 KINDS = ("minimum", "maximum", "saddle", "degenerate")
+# each start runs up to max_newton Newton steps (a gradient and a Hessian each): 10,000
+# starts of 100 steps take a few minutes
+MAX_STARTS = 10_000
 
 
 @dataclass
@@ -161,23 +164,38 @@ def critical_points(
     eig_tol: float = 1e-8,
     max_newton: int = 100,
     progress: bool = False,
+    max_starts: int = MAX_STARTS,
 ) -> list[CriticalPoint]:
     """The classified critical points of f found in the box ``bounds`` (n pairs (lo, hi)).
 
     Newton's method on the gradient runs from the box's centre and ``n_starts - 1`` uniform
     random starts (``seed``); points it reaches inside the box are deduplicated (closer than
     1e-6 of the box's width), classified, and returned sorted by their coordinates. A search,
-    not a proof: critical points whose basin no start falls into are missed.
+    not a proof: critical points whose basin no start falls into are missed. More than
+    ``max_starts`` starts are refused before any work.
     """
     if isinstance(n_starts, bool) or not isinstance(n_starts, int) or n_starts < 1:
         raise ValueError(f"n_starts must be an integer >= 1, got {n_starts!r}")
+    if isinstance(max_starts, bool) or not isinstance(max_starts, int) or max_starts < 1:
+        raise ValueError(f"max_starts must be an integer >= 1, got {max_starts!r}")
+    if n_starts > max_starts:
+        raise ValueError(
+            f"n_starts = {n_starts:,} is more than max_starts = {max_starts:,} (each start runs "
+            f"up to {max_newton} Newton steps; {max_starts:,} starts can take minutes): use "
+            "fewer starts, or raise max_starts"
+        )
     box = as_bounds(bounds)
     n = len(box)
     centre = box.mean(axis=1)
     obj = Objective(f, as_point(centre))
     obj.start(centre)  # refuses f that is not finite at the centre, or not scalar
     rng = np.random.default_rng(seed)
-    starts = [centre] + list(rng.uniform(box[:, 0], box[:, 1], size=(n_starts - 1, n)))
+
+    def starts() -> Iterator[np.ndarray]:
+        yield centre
+        for first in range(1, n_starts, 1024):  # in blocks: the same numbers, little memory
+            yield from rng.uniform(box[:, 0], box[:, 1], size=(min(1024, n_starts - first), n))
+
     width = float((box[:, 1] - box[:, 0]).max())
     slack = 1e-9 * width
     found: list[CriticalPoint] = []
@@ -187,7 +205,7 @@ def critical_points(
 
         bar = _progress_bar(True, n_starts, "critical points")
     with np.errstate(all="ignore"):
-        for start in starts:
+        for start in starts():
             if bar is not None:
                 bar.update(1)
             reached = _newton(obj, np.array(start, dtype=np.float64), box, tol, max_newton)
