@@ -179,6 +179,17 @@ def test_budgets_are_one_line_errors_before_the_work(capsys, argv, message):
         assert "or raise --max-" in err or "use a larger d" in err
 
 
+def test_a_pole_in_the_domain_is_not_within_a_bound(capsys):
+    code, out, _ = approx(capsys, "tan(x)", "--domain", 0, 3, "--d", 0.05)
+    assert code == 1 and "within bound: yes" not in out
+    assert "bound:     none holds" in out and out.count("not claimed: ") == 2
+
+
+def test_non_finite_f_on_the_grid_is_a_one_line_error(capsys):
+    code, _, err = approx(capsys, "1/(x-0.05)", "--domain", 0, 1, "--d", 0.1)
+    assert code == 1 and err.count("\n") == 1 and "f is not finite at x = (0.05)" in err
+
+
 def test_debug_flag_shows_the_traceback_instead_of_one_line(capsys):
     good = ["approx", "x", "--domain", "0", "1", "--d", "0.5"]
     assert main([*good, "--debug"]) == 0  # accepted, changes nothing when all goes well

@@ -101,7 +101,9 @@ def test_a_kink_uses_the_lipschitz_bound_and_converges_like_d():
     for r in result.reports:
         assert r.bound_kind == "Lipschitz" and r.within_bound
         assert r.lipschitz_constant == pytest.approx(1.0)
-        assert r.smooth_bound > r.lipschitz_bound
+        # f'' is unbounded at the kink: its estimate grows with the grid, no smooth bound
+        assert r.smooth_bound is None and len(r.unsettled) == 1
+        assert r.unsettled[0].startswith("the smooth bound: max|f''| grows from")
     assert result.order == pytest.approx(1.0, abs=0.3)
 
 
@@ -196,3 +198,57 @@ def test_a_dense_measurement_over_the_work_budget_is_refused():
     with pytest.raises(BudgetError, match=r"1,600 x [0-9,]+ parameters = .* more than max_work"):
         error_report(net, f, points=40, max_work=work - 1)
     assert error_report(net, f, points=40, max_work=work).points == 1_600
+
+
+@pytest.mark.parametrize("d", [0.1, 0.05, 0.01])
+def test_no_bound_is_claimed_across_a_pole(d):
+    def tan(x):
+        return np.tan(x[:, 0])
+
+    report = error_report(construct(tan, (0.0, 3.0), d), tan)  # tan has a pole at pi/2
+    assert report.bound is None and report.within_bound is None and report.verdict is None
+    assert "within bound: yes" not in str(report) and "none holds" in str(report)
+    assert [u.split(":")[0] for u in report.unsettled] == [
+        "the smooth bound",
+        "the Lipschitz bound",
+    ]
+    assert all("near x = (1.57" in u for u in report.unsettled)
+
+
+def test_a_cusp_has_no_lipschitz_bound_either():
+    report = error_report(construct(lambda x: np.sqrt(x[:, 0]), (0.0, 1.0), 0.05), np.sqrt)
+    assert report.bound is None and len(report.unsettled) == 2
+
+
+def test_a_max_error_above_the_bound_is_never_yes():
+    import dataclasses
+
+    report = error_report(construct(sin3, (-3.0, 3.0), 0.05), sin3)
+    # 3e-12 above the bound: the old slack (1e-9 relative + 1e-12 absolute) said "yes"; the
+    # network's float64 rounding here is ~6e-13, so it is above the bound by more than that
+    above = dataclasses.replace(report, max_error=report.bound + 3e-12)
+    assert "within bound: NO" in str(above) and not above.within_bound
+    assert report.verdict == "yes" and 0 < report.rounding < 1e-12 and above.verdict == "NO"
+    # above it by less than the network's measured float64 rounding: said so, not "yes"
+    rounding = dataclasses.replace(report, max_error=report.bound + report.rounding / 2)
+    assert rounding.verdict == "up to rounding" and rounding.within_bound
+    assert "within bound: up to rounding (the max error exceeds the bound by" in str(rounding)
+
+
+def test_the_rounding_allowed_for_is_measured_at_the_nodes():
+    net = construct(sin3, (-3.0, 3.0), 0.05)
+    c = net.construction
+    from chainrule.approx import evaluate
+
+    at_nodes = np.abs(evaluate(net, c.node_points()) - c.values).max()
+    report = error_report(net, sin3)
+    assert report.rounding >= 2 * at_nodes and report.rounding < 1e-12
+
+
+def test_non_finite_values_of_f_on_the_measurement_grid_are_an_error():
+    def f(x):
+        return 1 / (x[:, 0] - 0.05)  # finite at the nodes 0, 0.1, ..., inf at 0.05
+
+    net = construct(f, (0.0, 1.0), 0.1)
+    with pytest.raises(ValueError, match=r"f is not finite at x = \(0.05\)"):
+        error_report(net, f)
