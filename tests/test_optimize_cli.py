@@ -234,6 +234,14 @@ def test_too_many_starts_are_refused_before_the_work(capsys):
     assert code == 1 and "max_starts = 20" in err
 
 
+def test_critical_reports_no_points_from_underflow(capsys):
+    code, out, _ = run(capsys, "critical", "exp(1000*x)")
+    assert code == 0 and "degenerate" not in out and "no critical points found\n" in out
+    assert "not critical points at working precision: f, its gradient or Hessian underflow" in out
+    code, out, _ = run(capsys, "critical", "exp(1000*x) + y**2")
+    assert code == 0 and "degenerate" not in out and "working precision" in out
+
+
 def test_plot_into_missing_folder_is_a_clear_error(capsys, tmp_path):
     code, _, err = run(capsys, "critical", "x**2 - y**2", "--plot", str(tmp_path / "no" / "p.png"))
     assert code == 1 and "does not exist" in err

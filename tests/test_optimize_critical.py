@@ -157,6 +157,32 @@ def test_the_random_starts_are_the_seeded_uniform_draws(monkeypatch):
     np.testing.assert_array_equal(np.array(starts), np.vstack([[-0.5, 1.5], expected]))
 
 
+@pytest.mark.parametrize("text", ["exp(1000*x)", "exp(1000*x) + y**2"])
+def test_no_spurious_degenerate_points_from_underflow(text):
+    f = from_expression(text)  # strictly increasing in x: no critical point at all
+    points = critical_points(f, [(-5, 5)] * f.n)
+    assert list(points) == [] and points.skipped
+    reasons = {why for _, why in points.skipped}
+    assert all("not critical points at working precision" in why for why in reasons)
+    assert any("underflow" in why for why in reasons)  # exp(-4000) is 0: f, grad, H all 0
+    assert any("Newton step" in why for why in reasons)  # exp(-100): grad 1e-40, step 1e-3
+
+
+def test_classify_refuses_a_point_where_f_underflows():
+    f = from_expression("exp(1000*x)")
+    with pytest.raises(ValueError, match="not a critical point at working precision.*underflow"):
+        classify(f, [-4.0])
+    assert classify(from_expression("x**4"), [0.0]).kind == "degenerate"  # a true one stays
+
+
+def test_true_degenerate_points_and_plateaus_are_still_found():
+    points = critical_points(from_expression("(x+y)**4 + (x-y)**2"), [(-2, 2)] * 2)
+    assert [p.kind for p in points] == ["degenerate"] and not points.skipped
+    np.testing.assert_allclose(points[0].x, [0, 0], atol=1e-6)
+    flat = critical_points(from_expression("relu(x) + y**2"), [(-2, 2)] * 2, n_starts=8)
+    assert flat and all(p.kind == "degenerate" and p.x[0] <= 0 for p in flat)  # every x <= 0
+
+
 def test_critical_points_bad_input():
     f = from_expression("x**2 - y**2")
     with pytest.raises(ValueError, match="lower bound 1.0 must be below upper bound 1.0"):

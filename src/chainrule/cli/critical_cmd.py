@@ -98,8 +98,19 @@ def run(args: argparse.Namespace) -> int:
     if points:
         print(table(points, names))
         print(f"{len(points)} critical point{'' if len(points) == 1 else 's'}: {summary}")
+    elif points.skipped:
+        print("no critical points found")
     else:
         print("no critical points found: try a larger box (--bounds) or more --starts")
+    reasons: dict[str, list] = {}
+    for x, reason in points.skipped:
+        reasons.setdefault(reason, []).append(x)
+    for reason, xs in reasons.items():
+        example = ", ".join(fmt(v) for v in xs[0].reshape(-1))
+        print(
+            f"skipped {len(xs)} point{'' if len(xs) == 1 else 's'} where Newton's method stopped "
+            f"(e.g. ({example})): {reason}"
+        )
     if args.plot:
         opt.contour_plot(f, bounds=box, points=points, file=args.plot, title=str(f), names=names)
         print(f"wrote {args.plot}")

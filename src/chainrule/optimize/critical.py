@@ -12,6 +12,12 @@ eigenvalues lambda_1 <= ... <= lambda_n of the (symmetric) Hessian H = d^2 f / d
 Critical points are found by Newton's method on the gradient, x <- x - H^{-1} grad f(x),
 which converges to saddles and maxima as readily as to minima, from many random starts in a
 box; points closer than a small tolerance are the same point.
+
+At working precision: a point counts only where Newton's steps have become negligible (a
+tiny gradient alone is not enough: exp(1000 x) has gradients of 1e-40 whose Newton step is
+still 1e-3), and a degenerate point whose f, gradient or Hessian underflow (exp(1000 x) at
+x = -4 is 0 in float64, with gradient and Hessian 0) is not a critical point of f but of its
+rounding: it is skipped, and said so, rather than reported as degenerate.
 """
 
 from __future__ import annotations
@@ -26,7 +32,15 @@ import numpy as np
 from .objective import Objective, as_bounds, as_point
 from .result import fmt
 
-__all__ = ["CriticalPoint", "classify", "critical_points", "KINDS", "MAX_STARTS", "table"]
+__all__ = [
+    "CriticalPoint",
+    "CriticalPoints",
+    "classify",
+    "critical_points",
+    "KINDS",
+    "MAX_STARTS",
+    "table",
+]
 
 KINDS = ("minimum", "maximum", "saddle", "degenerate")
 # each start runs up to max_newton Newton steps (a gradient and a Hessian each): 10,000
@@ -89,7 +103,13 @@ def _kind(eigenvalues: np.ndarray, eig_tol: float) -> tuple[str, np.ndarray]:
 
 
 def _classify(
-    obj: Objective, x: np.ndarray, tol: float, eig_tol: float, fx: float, g: np.ndarray
+    obj: Objective,
+    x: np.ndarray,
+    tol: float,
+    eig_tol: float,
+    fx: float,
+    g: np.ndarray,
+    step_tol: float | None = None,
 ) -> CriticalPoint:
     gn = float(np.linalg.norm(g))
     if not gn <= tol * (1.0 + abs(fx)):
@@ -102,7 +122,61 @@ def _classify(
         raise ValueError(f"the Hessian at x = {x.tolist()} is not finite")
     eigenvalues, eigenvectors = np.linalg.eigh(0.5 * (H + H.T))
     kind, zeros = _kind(eigenvalues, eig_tol)
+    if kind == "degenerate" and step_tol is not None:
+        step = _newton_step(eigenvalues, eigenvectors, g.reshape(-1))
+        if not step <= step_tol:
+            raise ValueError(
+                f"x = {x.tolist()} is not a critical point at working precision: "
+                f"||grad f|| = {gn:.3g} is small, but the Newton step to grad f = 0 is still "
+                f"{step:.3g} long"
+            )
+    if kind == "degenerate" and _underflows(obj, x):
+        raise ValueError(
+            f"x = {x.tolist()} is not a critical point at working precision: f, its gradient "
+            f"or its Hessian underflow there (f = {fx:.3g}), so their zeros are float64's, "
+            "not f's"
+        )
     return CriticalPoint(x, fx, gn, kind, eigenvalues, eigenvectors, zeros)
+
+
+UNDERFLOW = "not critical points at working precision: f, its gradient or Hessian underflow"
+FAR = (
+    "not critical points at working precision: grad f is tiny only because f is, the Newton "
+    "step to grad f = 0 is still long"
+)
+
+
+def _newton_step(eigenvalues: np.ndarray, eigenvectors: np.ndarray, g: np.ndarray) -> float:
+    """||H^-1 g|| with every eigenvalue that is not exactly 0, however small (no cut-off:
+    exp(1000 x) + y^2 at x = -0.5 has curvature 1e-210 and gradient 1e-213 along x, a step
+    of 1e-3); infinite when g has a component along an exactly zero eigenvalue."""
+    along = eigenvectors.T @ g
+    zero = eigenvalues == 0
+    if np.any(along[zero] != 0):
+        return math.inf
+    with np.errstate(all="ignore"):
+        step = np.where(zero, 0.0, along / np.where(zero, 1.0, eigenvalues))
+    return float(np.linalg.norm(step))
+
+
+def _underflows(obj: Objective, x: np.ndarray) -> bool:
+    """Whether computing f, grad f or the Hessian at x underflows (a result rounded to 0)."""
+    try:
+        with np.errstate(all="ignore", under="raise"):
+            obj.value_and_grad(x)
+            obj.hessian(x)
+    except FloatingPointError:
+        return True
+    return False
+
+
+class CriticalPoints(list):  # type: ignore[type-arg]
+    """The classified critical points (a list), and ``skipped``: (x, why) for the points
+    Newton's method reached that are no critical points at working precision."""
+
+    def __init__(self, points: Any = (), skipped: Sequence[tuple[np.ndarray, str]] = ()) -> None:
+        super().__init__(points)
+        self.skipped = list(skipped)
 
 
 def classify(
@@ -110,8 +184,9 @@ def classify(
 ) -> CriticalPoint:
     """Classify the critical point x of f as minimum, maximum, saddle or degenerate.
 
-    Raises ValueError unless ||grad f(x)|| <= tol * (1 + |f(x)|). An eigenvalue is zero when
-    |lambda| <= eig_tol * max(1, max |lambda|).
+    Raises ValueError unless ||grad f(x)|| <= tol * (1 + |f(x)|), when the Hessian is not
+    finite, and for a degenerate point where f, its gradient or Hessian underflow. An
+    eigenvalue is zero when |lambda| <= eig_tol * max(1, max |lambda|).
     """
     x = as_point(x, "x")
     obj = Objective(f, x)
@@ -133,7 +208,7 @@ def _newton(
         fx, g = obj.value_and_grad(x)
         if not (math.isfinite(fx) and np.isfinite(g).all()):
             return None
-        if not g.any():
+        if not g.any():  # exactly critical in float64 (or underflowed: see _classify)
             return x, fx, g
         H = obj.hessian(x)
         if not np.isfinite(H).all():
@@ -165,14 +240,16 @@ def critical_points(
     max_newton: int = 100,
     progress: bool = False,
     max_starts: int = MAX_STARTS,
-) -> list[CriticalPoint]:
+) -> CriticalPoints:
     """The classified critical points of f found in the box ``bounds`` (n pairs (lo, hi)).
 
     Newton's method on the gradient runs from the box's centre and ``n_starts - 1`` uniform
     random starts (``seed``); points it reaches inside the box are deduplicated (closer than
     1e-6 of the box's width), classified, and returned sorted by their coordinates. A search,
     not a proof: critical points whose basin no start falls into are missed. More than
-    ``max_starts`` starts are refused before any work.
+    ``max_starts`` starts are refused before any work. Points that are no critical points at
+    working precision (f underflows there, or the Hessian is not finite) are left out and
+    listed in the result's ``skipped`` with the reason.
     """
     if isinstance(n_starts, bool) or not isinstance(n_starts, int) or n_starts < 1:
         raise ValueError(f"n_starts must be an integer >= 1, got {n_starts!r}")
@@ -199,6 +276,7 @@ def critical_points(
     width = float((box[:, 1] - box[:, 0]).max())
     slack = 1e-9 * width
     found: list[CriticalPoint] = []
+    skipped: list[tuple[np.ndarray, str]] = []
     bar = None
     if progress:
         from .descent import _progress_bar
@@ -216,10 +294,21 @@ def critical_points(
                 continue
             if any(np.linalg.norm(x - p.x) <= 1e-6 * width for p in found):
                 continue
-            found.append(_classify(obj, x, tol, eig_tol, fx, g))
+            try:
+                found.append(_classify(obj, x, tol, eig_tol, fx, g, 1e-6 * width))
+            except ValueError as e:
+                message = str(e)
+                reason = (
+                    UNDERFLOW
+                    if "underflow" in message
+                    else FAR
+                    if "Newton step" in message
+                    else "the Hessian is not finite there"
+                )
+                skipped.append((x, reason))
     if bar is not None:
         bar.close()
-    return sorted(found, key=lambda p: tuple(np.round(p.x, 9)))
+    return CriticalPoints(sorted(found, key=lambda p: tuple(np.round(p.x, 9))), skipped)
 
 
 def table(points: Sequence[CriticalPoint], names: Sequence[str]) -> str:
