@@ -97,20 +97,10 @@ def _cell(text: str) -> str:
 
 
 def _reads(name: str, rule: Any) -> dict[str, tuple[str, ...]]:
-    """What each input's vjp of ``rule`` reads from the forward pass, from the engine."""
-    table = getattr(rule, "reads", None)
-    if table is None:
-        try:
-            from chainrule.graph import SAVED_FOR_BACKWARD
-        except ImportError:
-            raise RuntimeError(
-                "docs/hooks.py: neither Rule.reads nor chainrule.graph.SAVED_FOR_BACKWARD "
-                "exists: teach _reads where the engine keeps what a rule reads"
-            ) from None
-        table = SAVED_FOR_BACKWARD.get(name)
-    if table is None:
+    """What each input's vjp of ``rule`` reads from the forward pass: the entry's ``reads``."""
+    if rule.reads is None:
         raise RuntimeError(f"docs/hooks.py: the rule {name!r} does not say what it reads")
-    return table
+    return rule.reads
 
 
 def rules_page() -> str:

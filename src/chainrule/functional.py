@@ -23,8 +23,8 @@ import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .backend import xp
-from .tensor import GraphError, Tensor, autograd_grad
+from . import backend as B
+from .engine import GraphError, Tensor, autograd_grad
 
 __all__ = [
     "derivative",
@@ -71,16 +71,14 @@ def _enter(x: Any) -> Tensor:
     if isinstance(x, Tensor):
         data = x.data
     else:
-        data = xp.asarray(x)
-    if xp.issubdtype(data.dtype, xp.complexfloating) or not (
-        xp.issubdtype(data.dtype, xp.number) or data.dtype == bool
-    ):
+        data = B.xp.asarray(x)
+    if not B.xp.isdtype(data.dtype, ("real floating", "integral", "bool")):
         raise TypeError(
             f"can only differentiate with respect to real numbers (a number, an array or a "
             f"Tensor), got an input of dtype {data.dtype}"
         )
-    if not xp.issubdtype(data.dtype, xp.floating):
-        data = data.astype(xp.float64)
+    if not B.xp.isdtype(data.dtype, "real floating"):
+        data = B.xp.astype(data, B.xp.float64)
     return Tensor(data, requires_grad=True)
 
 
@@ -88,7 +86,7 @@ def _call(f: Callable, args: Sequence[Any], name: str) -> Tensor:
     with _Inside():
         out = f(*args)
     if not isinstance(out, Tensor):
-        if isinstance(out, (numbers.Number, xp.ndarray)):
+        if isinstance(out, numbers.Number) or B.is_array(out):
             out = Tensor(out)  # a constant function: its derivative is 0
         else:
             raise TypeError(f"{name}: the function must return a Tensor, got {type(out).__name__}")
@@ -106,7 +104,7 @@ def _finish(g: Any, nested: bool, like: Any) -> Any:
 
 def _grads(out: Tensor, xs: Sequence[Tensor], nested: bool, seed: Any = None, retain: bool = False):
     if not out.requires_grad:  # f does not depend on its inputs
-        return tuple(Tensor(xp.zeros_like(x.data)) if nested else xp.zeros_like(x.data) for x in xs)
+        return tuple(Tensor(B.xp.zeros_like(x.data)) if nested else B.xp.zeros_like(x.data) for x in xs)
     return autograd_grad(
         out, list(xs), grad_outputs=seed, create_graph=nested, retain_graph=retain or nested
     )
@@ -164,14 +162,20 @@ def derivative(f: Callable) -> Callable:
     g = grad(f)
 
     def run(x: Any) -> Any:
-        if not _traced(x) and xp.ndim(_data(x)) != 0:
+        shape = tuple(getattr(_data(x), "shape", ()))
+        if not _traced(x) and shape != ():
             raise ValueError(
-                "derivative() is for f: R -> R; got an input of shape "
-                f"{xp.shape(_data(x))}, use grad()"
+                f"derivative() is for f: R -> R; got an input of shape {shape}, use grad()"
             )
         return g(x)
 
     return run
+
+
+def _stack_last(cols: list[Tensor]) -> Tensor:
+    from .engine import RULES  # the table's stack (the rules are loaded with the package)
+
+    return RULES["stack"](cols, axis=-1)
 
 
 def _data(x: Any) -> Any:
@@ -192,30 +196,28 @@ def jacobian(f: Callable, layout: str = "denominator") -> Callable:
         y = _call(f, [xin], "jacobian")
         ysize = y.data.size
         if not y.requires_grad:
-            zero = xp.zeros(xin.shape + y.shape, dtype=xin.dtype)
+            zero = B.xp.zeros(xin.shape + y.shape, dtype=xin.dtype)
             jac: Any = Tensor(zero) if nested else zero
         else:
-            flat = xp.eye(ysize, dtype=y.dtype)
+            flat = B.xp.eye(ysize, dtype=y.dtype)
             cols = []
             for m in range(ysize):
                 (gx,) = autograd_grad(
                     y,
                     [xin],
-                    grad_outputs=flat[m].reshape(y.shape),
+                    grad_outputs=B.xp.reshape(flat[m, ...], y.shape),
                     create_graph=nested,
                     retain_graph=True,
                 )
                 cols.append(gx)
             if nested:
-                from .rules import reshape, stack
-
-                jac = reshape(stack(*cols, axis=-1), shape=xin.shape + y.shape)
+                jac = _stack_last(cols).reshape(xin.shape + y.shape)
             else:
-                jac = xp.stack(cols, axis=-1).reshape(xin.shape + y.shape)
+                jac = B.xp.reshape(B.xp.stack(cols, axis=-1), xin.shape + y.shape)
         if layout == "numerator":
             k = xin.ndim
             axes = tuple(range(k, k + y.ndim)) + tuple(range(k))
-            jac = jac.transpose(axes) if not nested else jac.transpose(*axes)
+            jac = B.xp.permute_dims(jac, axes) if not nested else jac.transpose(*axes)
         return jac
 
     return run
@@ -234,31 +236,34 @@ def hessian(f: Callable) -> Callable:
 def directional_derivative(f: Callable, x: Any, u: Any, normalize: bool = False) -> Any:
     """D_u f(x) = grad f(x)^T u for scalar f (``normalize=True`` uses u / |u|)."""
     g = grad(f)(x)
-    u = xp.asarray(_data(u), dtype=float)
-    if u.shape != xp.shape(g):
+    g = B.xp.asarray(g)
+    u = B.xp.asarray(_data(u), dtype=B.xp.float64)
+    if tuple(u.shape) != tuple(g.shape):
         raise ValueError(
-            f"directional_derivative: direction has shape {u.shape}, x has {xp.shape(g)}"
+            f"directional_derivative: direction has shape {tuple(u.shape)}, x has "
+            f"{tuple(g.shape)}"
         )
     if normalize:
-        n = xp.linalg.norm(u)
+        n = float(B.xp.sqrt(B.xp.sum(u * u)))
         if n == 0:
             raise ValueError("directional_derivative: cannot normalize the zero direction")
         u = u / n
-    return float(xp.sum(xp.asarray(g) * u))
+    return float(B.xp.sum(g * u))
 
 
 class Linearization:
     """x -> f(a) + J(a)^T (x - a): the first-order Taylor approximation of f around a."""
 
     def __init__(self, f: Callable, a: Any) -> None:
-        self.a = xp.asarray(_data(a), dtype=float)
+        self.a = B.xp.asarray(_data(a), dtype=B.xp.float64)
         self.value = _values(f, self.a)
         self.jacobian = jacobian(f)(self.a)  # a.shape + y.shape (denominator layout)
 
     def __call__(self, x: Any) -> Any:
-        dx = xp.asarray(_data(x), dtype=float) - self.a
+        dx = B.xp.asarray(_data(x), dtype=B.xp.float64) - self.a
         k = self.a.ndim
-        return self.value + xp.tensordot(dx, self.jacobian, axes=(tuple(range(k)), tuple(range(k))))
+        axes = (tuple(range(k)), tuple(range(k)))
+        return self.value + B.xp.tensordot(dx, self.jacobian, axes=axes)
 
     def __repr__(self) -> str:
         return f"Linearization(a={self.a!r}, f(a)={self.value!r})"
@@ -266,7 +271,7 @@ class Linearization:
 
 def _values(f: Callable, x: Any) -> Any:
     out = f(Tensor(x))
-    return out.data if isinstance(out, Tensor) else xp.asarray(out)
+    return out.data if isinstance(out, Tensor) else B.xp.asarray(out)
 
 
 def linearize(f: Callable, a: Any) -> Linearization:
@@ -281,7 +286,7 @@ def vjp(f: Callable, x: Any) -> tuple[Any, Callable]:
     y = _call(f, [xin], "vjp")
 
     def pullback(u: Any) -> Any:
-        u_arr = u if (nested and isinstance(u, Tensor)) else xp.asarray(_data(u), dtype=y.dtype)
+        u_arr = u if (nested and isinstance(u, Tensor)) else B.xp.asarray(_data(u), dtype=y.dtype)
         if tuple(u_arr.shape) != y.shape:
             raise ValueError(
                 f"vjp: cotangent has shape {tuple(u_arr.shape)}, the output has {y.shape}"
@@ -300,10 +305,10 @@ def jvp(f: Callable, x: Any, v: Any) -> tuple[Any, Any]:
     nested = _nested(x, v)
     xin = _enter(x)
     y = _call(f, [xin], "jvp")
-    v = v if (nested and isinstance(v, Tensor)) else xp.asarray(_data(v), dtype=xin.dtype)
+    v = v if (nested and isinstance(v, Tensor)) else B.xp.asarray(_data(v), dtype=xin.dtype)
     if tuple(v.shape) != xin.shape:
         raise ValueError(f"jvp: tangent has shape {tuple(v.shape)}, x has {xin.shape}")
-    zero = xp.zeros(y.shape, dtype=y.dtype)
+    zero = B.xp.zeros(y.shape, dtype=y.dtype)
     if y.requires_grad:
         u = Tensor(zero, requires_grad=True)
         (ju,) = autograd_grad(y, [xin], grad_outputs=u, create_graph=True)  # J u, linear in u

@@ -12,7 +12,7 @@ inputs, the output or the saved values (an argmax, softmax probabilities) its
 vector-Jacobian product needs; every other forward value could be freed.
 
     import chainrule as cr
-    e = cr.graph.lecture_network()       # x5 = H3 ReLU(H0 x0 + h1) + h4, softmax cross-entropy
+    e = cr.models.lecture_network()      # x5 = H3 ReLU(H0 x0 + h1) + h4, softmax cross-entropy
     print(cr.to_dot(e))                  # both graphs, one DOT text (two clusters)
     cr.graph.write_graphs(e, "graph")    # forward.dot, backward.dot, graph.dot (+ .svg with dot)
 """
@@ -28,64 +28,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy  # only to print small arrays in the labels
+
+from . import backend as B
 from .atomic import atomic_write_bytes
-from .backend import xp
 from .display import DotGraph
-from .tensor import _FREED, GraphError, Rule, Tensor
+from .engine import FREED, GraphError, Rule, Tensor, topological_order
 
-__all__ = ["to_dot", "SAVED_FOR_BACKWARD", "lecture_network", "write_graphs", "render_svg"]
-
-# What the vector-Jacobian product for each input reads from the forward pass, by the
-# forward's argument names, plus "out" (the result) and "saved" (what the forward set aside).
-# A vjp that needs only shapes reads nothing: d(a+b)/da = I needs no value at all, and de/dH
-# of H x needs x but not H. tests/test_graph.py checks every entry against the rule itself:
-# a vjp must give the same finite result when every value it does not list is NaN.
-_ALONE: dict[str, tuple[str, ...]] = {"x": ()}
-SAVED_FOR_BACKWARD: dict[str, dict[str, tuple[str, ...]]] = {
-    "add": {"a": (), "b": ()},
-    "subtract": {"a": (), "b": ()},
-    "negative": _ALONE,
-    "multiply": {"a": ("b",), "b": ("a",)},
-    "scale": _ALONE,
-    "divide": {"a": ("b",), "b": ("b", "out")},
-    "power": {"a": ("a", "p"), "p": ("a", "out")},
-    "exp": {"x": ("out",)},
-    "log": {"x": ("x",)},
-    "sqrt": {"x": ("out",)},
-    "absolute": {"x": ("x",)},
-    "sin": {"x": ("x",)},
-    "cos": {"x": ("x",)},
-    "sigmoid": {"x": ("out",)},
-    "tanh": {"x": ("out",)},
-    "relu": {"x": ("x",)},
-    "matmul": {"a": ("b",), "b": ("a",)},
-    "transpose": _ALONE,
-    "linear": {"x": ("w",), "w": ("x",), "b": ()},
-    "affine": {"w": ("x",), "x": ("w",), "b": ()},
-    "sum": _ALONE,
-    "mean": _ALONE,
-    "max": {"x": ("saved",)},
-    "broadcast_to": _ALONE,
-    "reshape": _ALONE,
-    "cast": _ALONE,
-    "getitem": _ALONE,
-    "scatter": {"g": ()},
-    "concat": {"xs": ()},
-    "stack": {"xs": ()},
-    "unfold": _ALONE,
-    "fold": {"cols": ()},
-    "max_pool2d": {"x": ("saved",)},
-    "softmax": {"x": ("out",)},
-    "log_softmax": {"x": ("out",)},
-    "cross_entropy": {"p": ("p", "labels")},
-    "mse": {"x": ("x", "target"), "target": ("x", "target")},
-    "softmax_cross_entropy": {"logits": ("labels", "saved")},
-}
+__all__ = ["to_dot", "write_graphs", "render_svg"]
 
 
 def _reads(rule: Rule, arg_names: list[str], needed: list[str]) -> list[str]:
-    """What the vjps for the inputs ``needed`` read; unknown rules may read everything."""
-    table = SAVED_FOR_BACKWARD.get(rule.name)
+    """What the vjps for the inputs ``needed`` read (the entry's ``reads``; else everything)."""
+    table = rule.reads
     if table is None:
         return arg_names + ["out"] + (["saved"] if rule.saves else [])
     out: list[str] = []
@@ -133,41 +88,28 @@ def _arg_names(rule: Rule, n: int) -> list[str]:
 
 
 def _walk(root: Tensor) -> _Graph:
-    """Every tensor that ``root`` was computed from, in topological order (an explicit stack)."""
+    """Every tensor that ``root`` was computed from (the engine's walk), with its operation."""
     if not isinstance(root, Tensor):
         raise TypeError(f"to_dot needs a Tensor, got {type(root).__name__}")
-    if root._ctx is None and not root.requires_grad:
+    if root._node is None and not root.requires_grad:
         raise GraphError(
             "to_dot: this tensor has no graph: none of the inputs it was computed from requires "
             "grad (or it was computed under no_grad); create the variables with requires_grad=True"
         )
-    g = _Graph()
-    seen: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
-    while stack:
-        t, done = stack.pop()
-        if done:
-            g.tensors.append(t)
-            continue
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        stack.append((t, True))
-        ctx = t._ctx
-        if ctx is _FREED:
+    g = _Graph(tensors=topological_order([root], constants=True))
+    for t in g.tensors:
+        node = t._node
+        if node is FREED:
             raise GraphError(
                 "to_dot: the graph was freed by backward(): draw it before calling backward(), "
                 "or call backward(retain_graph=True)"
             )
-        if ctx is None:
-            continue
-        rule, args, params, saved = ctx
-        g.ops[id(t)] = _Op(
-            rule, t, list(zip(_arg_names(rule, len(args)), args, strict=True)), dict(params), saved
-        )
-        for a in reversed(args):
-            if isinstance(a, Tensor) and id(a) not in seen:
-                stack.append((a, False))
+        if node is not None:
+            names = _arg_names(node.rule, len(node.inputs))
+            g.ops[id(t)] = _Op(
+                node.rule, t, list(zip(names, node.inputs, strict=True)), dict(node.params),
+                node.saved,
+            )
     return g
 
 
@@ -198,9 +140,10 @@ def _shape_text(shape: tuple[int, ...]) -> str:
 def _short(value: Any, limit: int = 24) -> str:
     if isinstance(value, Tensor):
         value = value.data
-    if isinstance(value, xp.ndarray):
+    if B.is_array(value):
         if value.size <= 4:
-            return xp.array2string(value, separator=",", precision=4).replace("\n", "")
+            text = numpy.array2string(numpy.asarray(value), separator=",", precision=4)
+            return text.replace("\n", "")
         return f"array {_shape_text(value.shape)} {value.dtype}"
     if isinstance(value, tuple):
         text = (
@@ -220,7 +163,7 @@ def _short(value: Any, limit: int = 24) -> str:
 def _tensor_lines(t: Tensor, name: str, root: Tensor, is_param: bool) -> list[str]:
     if t is root:
         role = "output"
-    elif t._ctx is not None:
+    elif t._node is not None:
         role = ""
     elif is_param:
         role = "parameter"
@@ -278,7 +221,7 @@ def to_dot(
 
     for t in g.tensors:
         lines = _tensor_lines(t, label[id(t)], root, id(t) in params)
-        style = "filled" if t.requires_grad and t._ctx is None else "solid"
+        style = "filled" if t.requires_grad and t._node is None else "solid"
         fwd_nodes.append(
             _node(fid[id(t)], lines, shape="box", style=style, fillcolor="lightyellow")
         )
@@ -292,7 +235,7 @@ def to_dot(
         for name, a in op.args:
             if isinstance(a, Tensor):
                 inputs.append((name, fid[id(a)], a))
-            elif isinstance(a, xp.ndarray):
+            elif B.is_array(a):
                 c = f"c{const}"
                 const += 1
                 fwd_nodes.append(_node(c, [name, _short(a)], shape="note"))
@@ -417,39 +360,6 @@ def _assemble(
             *block(read_edges),
         ]
     return "\n".join(head + body + ["}"]) + "\n"
-
-
-# ------------------------------------------------------------------------ the lecture's example
-
-
-def lecture_network(seed: int = 0, sizes: tuple[int, int, int] = (3, 4, 2)) -> Tensor:
-    """The lecture's network x5 = H3 ReLU(H0 x0 + h1) + h4 with e = softmax cross-entropy.
-
-    ``sizes`` = (input K, hidden, classes M). Returns the error e (a scalar Tensor) with every
-    tensor named as in the lecture: x0 ... x5, H0, h1, H3, h4, e.
-    """
-    from . import rules
-    from .tensor import tensor
-
-    k, h, m = sizes
-    rng = xp.random.default_rng(seed)
-
-    def param(name: str, *shape: int) -> Tensor:
-        return tensor(
-            rng.standard_normal(shape) / xp.sqrt(shape[-1]), requires_grad=True, name=name
-        )
-
-    x0 = tensor(rng.standard_normal(k), name="x0")
-    H0, h1, H3, h4 = param("H0", h, k), param("h1", h), param("H3", m, h), param("h4", m)
-    x1 = H0 @ x0
-    x2 = x1 + h1
-    x3 = rules.relu(x2)
-    x4 = H3 @ x3
-    x5 = x4 + h4
-    e = rules.softmax_cross_entropy(x5, xp.array(m - 1))
-    for name, t in (("x1", x1), ("x2", x2), ("x3", x3), ("x4", x4), ("x5", x5), ("e", e)):
-        t.name = name
-    return e
 
 
 # ----------------------------------------------------------------------------- files

@@ -26,9 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from . import rules
+from .engine import Tensor, tensor
 from .nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
 
-__all__ = ["mlp", "cnn", "build", "architecture", "parameter_shapes", "MODELS"]
+__all__ = ["mlp", "cnn", "build", "architecture", "parameter_shapes", "MODELS", "lecture_network"]
 
 
 def _shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -177,3 +179,33 @@ def parameter_shapes(arch: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         shapes[f"{layer}.weight"] = weight
         shapes[f"{layer}.bias"] = weight[:1]
     return shapes
+
+
+# ------------------------------------------------------------------------ the lecture's example
+
+
+def lecture_network(seed: int = 0, sizes: tuple[int, int, int] = (3, 4, 2)) -> Tensor:
+    """The lecture's network x5 = H3 ReLU(H0 x0 + h1) + h4 with e = softmax cross-entropy.
+
+    ``sizes`` = (input K, hidden, classes M). Returns the error e (a scalar Tensor) with every
+    tensor named as in the lecture: x0 ... x5, H0, h1, H3, h4, e.
+    """
+    k, h, m = sizes
+    rng = np.random.default_rng(seed)
+
+    def param(name: str, *shape: int) -> Tensor:
+        return tensor(
+            rng.standard_normal(shape) / np.sqrt(shape[-1]), requires_grad=True, name=name
+        )
+
+    x0 = tensor(rng.standard_normal(k), name="x0")
+    H0, h1, H3, h4 = param("H0", h, k), param("h1", h), param("H3", m, h), param("h4", m)
+    x1 = H0 @ x0
+    x2 = x1 + h1
+    x3 = rules.relu(x2)
+    x4 = H3 @ x3
+    x5 = x4 + h4
+    e = rules.softmax_cross_entropy(x5, np.array(m - 1))
+    for name, t in (("x1", x1), ("x2", x2), ("x3", x3), ("x4", x4), ("x5", x5), ("e", e)):
+        t.name = name
+    return e

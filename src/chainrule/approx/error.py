@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from ..nn import Linear, Module, Sequential
-from ..tensor import no_grad
+from ..engine import no_grad
 from .construct import (
     MAX_NEURONS,
     MAX_PARAMETERS,

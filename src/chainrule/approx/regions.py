@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..nn import Linear, Module, ReLU, Sequential
-from ..tensor import no_grad
+from ..engine import no_grad
 
 __all__ = ["knots", "breakpoints", "count_linear_regions", "evaluate", "relu_layers"]
 

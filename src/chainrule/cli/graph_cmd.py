@@ -68,7 +68,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from chainrule.graph import lecture_network, to_dot, write_graphs
+    from chainrule.graph import to_dot, write_graphs
+    from chainrule.models import lecture_network
 
     e = lecture_network(seed=args.seed, sizes=args.sizes)
     if args.print_:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .. import rules
-from ..tensor import Tensor
+from ..engine import Tensor
 from .init import INITS, pytorch_uniform
 
 

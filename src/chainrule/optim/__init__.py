@@ -29,7 +29,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..tensor import Tensor
+from ..engine import Tensor
 from .schedules import SCHEDULES, ConstantLR, CosineLR, Schedule, StepLR, make_schedule
 
 #: numbers of a parameter updated together (128 KiB of float32: the block, its gradient, its

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..expr import Expression, ExpressionError, parse
 from ..functional import grad, hessian, jvp, value_and_grad
-from ..tensor import Tensor, no_grad
+from ..engine import Tensor, no_grad
 
 __all__ = [
     "Objective",

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_write_bytes
-from ..tensor import Tensor, no_grad
+from ..engine import Tensor, no_grad
 from .critical import CriticalPoint
 from .objective import as_bounds
 from .result import OptimizeResult

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..rules import softmax, softmax_cross_entropy
-from ..tensor import Tensor, no_grad
+from ..engine import Tensor, no_grad
 
 __all__ = [
     "Evaluation",

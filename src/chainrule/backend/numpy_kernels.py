@@ -1,0 +1,402 @@
+"""NumPy's kernels: strided views, in-place writes, BLAS orientation, fused first-order vjps.
+
+The im2col pair, for x of shape N x C x H x W and a window Fr x Fc moved with ``stride``:
+
+    unfold(x)[c, r, s, i, j, n] = xpad[n, c, i*stride + r, j*stride + s]       (im2col)
+    fold(cols) = the adjoint of unfold: each window entry is added back where it came from
+
+so ``fold`` is the lecture's split rule for im2col: an input element copied into ~Fr*Fc
+windows receives the sum of their gradients. Both run as Fr*Fc strided copies / adds of
+whole blocks (never a Python loop over pixels).
+
+Batch-innermost layout. The window layout (C, Fr, Fc, Ho, Wo, N) puts the batch axis last:
+reshaped to (C Fr Fc) x (Ho Wo N) it is the whole batch's im2col matrix, so a convolution
+is one matrix product, and every copy and add above moves runs of Wo*N contiguous numbers
+(with N last, a row of an image in the batch is no longer a run of Wo ~ 10 numbers). The
+images themselves stay N x C x H x W to the user - PyTorch's layouts - but the arrays that
+the convolution and pooling kernels return are views of (C, H, W, N) memory ("CHWN", as in
+cuda-convnet), and the kernels read their inputs through such views without copying, so a
+stack conv -> ReLU -> pool -> conv never transposes. :func:`channels_last_batch` gives that
+view of any N x C x H x W array, copying only when the batch axis is not already innermost.
+
+``FAST_VJPS`` holds the fused first-order vjps by rule name (see :mod:`chainrule.backend`):
+each computes the same numbers as the rule's own vjps, in fewer passes or in BLAS's faster
+orientation; ``tests/test_backend.py`` checks every one against the rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy
+
+xp = numpy
+
+
+def out_size(size: int, window: int, stride: int, padding: int) -> int:
+    """Number of window positions along one axis: floor((size + 2p - window) / stride) + 1."""
+    return (size + 2 * padding - window) // stride + 1
+
+
+# ----------------------------------------------------------------------------- small helpers
+
+
+def is_view(a: Any) -> bool:
+    """Whether ``a`` shares memory with another array (a fresh .grad must not)."""
+    return a.base is not None
+
+
+def copy(a: Any) -> Any:
+    """A copy that keeps the memory layout (a straight copy, not a transposing one)."""
+    return a.copy(order="K")
+
+
+def quiet() -> Any:
+    """A context in which an infinite or undefined value is a result, not a warning."""
+    return xp.errstate(divide="ignore", invalid="ignore")
+
+
+def reshape(x: Any, shape: tuple[int, ...]) -> Any:
+    """A view when the strides allow one, else one C-order copy.
+
+    NumPy's own reshape copy of a transposed or overlapping view (such as unfold's windows) is
+    ~3x slower than making it C-contiguous first.
+    """
+    try:
+        return xp.reshape(x, shape, copy=False)
+    except ValueError:
+        return xp.reshape(xp.ascontiguousarray(x), shape)
+
+
+def scatter_add(g: Any, shape: tuple[int, ...], index: Any) -> Any:
+    """zeros(shape) with g added at ``index`` (repeated entries of a fancy index add up)."""
+    z = xp.zeros(shape, dtype=g.dtype)
+    items = index if isinstance(index, tuple) else (index,)
+    if all(isinstance(i, (int, xp.integer, slice)) or i is None or i is Ellipsis for i in items):
+        z[index] = g
+    else:
+        xp.add.at(z, index, g)
+    return z
+
+
+# ----------------------------------------------------------------------------- products
+
+
+def _g_times_t(g: Any, x: Any, rows: int) -> Any:
+    """G X^T for G (rows x P) and X (K x P), as (X G^T)^T for a long contraction P.
+
+    BLAS runs that orientation faster when P (im2col's Ho Wo N columns) is much longer than
+    both other sides; the numbers are the same products.
+    """
+    if x.shape[1] > 8 * max(rows, x.shape[0]):
+        return (x @ g.T).T
+    return g @ x.T
+
+
+def linear(x: Any, w: Any, b: Any = None) -> Any:
+    """x H^T + h. For a batch (2-D x) computed as H X^T, the samples as columns (the lecture's
+    H x + h): the result is the N x out view of out x N memory, and the next layer's product
+    and the backward products then run in BLAS's faster orientation."""
+    y = (w @ x.T).T if x.ndim == 2 else x @ w.T
+    if b is not None:
+        y += b
+    return y
+
+
+def _linear_vjp(g, out, x, w, b=None, needs=()):
+    if x.ndim != 2:
+        return NotImplemented
+    return (
+        (w.T @ g.T).T if needs[0] else None,  # G H, in the layout of the forward pass
+        g.T @ x if needs[1] else None,
+        g if len(needs) > 2 and needs[2] else None,  # the engine sums over the batch
+    )
+
+
+def affine(w: Any, x: Any, b: Any = None) -> Any:
+    """H X + h 1^T, the bias added in place into the product's output."""
+    y = w @ x
+    if b is not None:
+        y += b[:, None]
+    return y
+
+
+def _affine_vjp(g, out, w, x, b=None, needs=()):
+    if x.ndim != 2:
+        return NotImplemented
+    return (
+        _g_times_t(g, x, rows=w.shape[0]) if needs[0] else None,
+        w.T @ g if needs[1] else None,
+        g.sum(axis=-1) if len(needs) > 2 and needs[2] else None,
+    )
+
+
+def _matmul_vjp(g, out, a, b, needs=()):
+    if a.ndim != 2 or b.ndim != 2:
+        return NotImplemented
+    return (_g_times_t(g, b, rows=a.shape[0]) if needs[0] else None, a.T @ g if needs[1] else None)
+
+
+def _relu_vjp(g, out, x, grad_at_zero=0.0, needs=()):
+    if grad_at_zero:
+        return NotImplemented
+    return (g * (x > 0),)  # a boolean mask multiplies in one pass
+
+
+# ----------------------------------------------------------------------------- memory layout
+
+
+def channels_last_batch(x: Any) -> Any:
+    """x (N, C, H, W) -> a (C, H, W, N) array with unit stride along N (a view when possible)."""
+    xc = x.transpose(1, 2, 3, 0)
+    if xc.shape[3] > 1 and xc.strides[3] != xc.itemsize:
+        xc = xp.ascontiguousarray(xc)
+    return xc
+
+
+def as_batch_first(xc: Any) -> Any:
+    """(C, H, W, N) -> the N x C x H x W view of the same memory."""
+    return xc.transpose(3, 0, 1, 2)
+
+
+def window_view(xc: Any, r: int, s: int, ho: int, wo: int, stride: int) -> Any:
+    """Entry (r, s) of every window: xc[:, i*stride + r, j*stride + s, :] for all i < Ho, j < Wo."""
+    return xc[:, r : r + stride * (ho - 1) + 1 : stride, s : s + stride * (wo - 1) + 1 : stride]
+
+
+def _padded(x: Any, padding: int) -> Any:
+    n, c, h, w = x.shape
+    if not padding:
+        return channels_last_batch(x)
+    img = xp.zeros((c, h + 2 * padding, w + 2 * padding, n), dtype=x.dtype)
+    img[:, padding : padding + h, padding : padding + w] = x.transpose(1, 2, 3, 0)
+    return img
+
+
+def unfold(x: Any, window: tuple[int, int], stride: int, padding: int) -> Any:
+    """im2col: x (N, C, H, W) -> windows (C, Fr, Fc, Ho, Wo, N), a read-only view.
+
+    Only the column windows are copied: ``rows[h, c, s, j, n] = xpad[n, c, h, j*stride + s]``
+    (Fc copies; each padded image row with its Fc shifted copies side by side), and the
+    windows are the overlapping view ``cols[c, r, s, i, j, n] = rows[i*stride + r, c, s, j, n]``,
+    so the (Fr C Fc) x (Wo N) im2col matrix of output row i is the contiguous block of rows
+    i*stride .. i*stride + Fr - 1: a fraction stride/Fr of the memory of the full matrix.
+    """
+    fr, fc = window
+    n, c, h, w = x.shape
+    ho, wo = out_size(h, fr, stride, padding), out_size(w, fc, stride, padding)
+    img = _padded(x, padding)
+    hu = (ho - 1) * stride + fr  # the image rows that some window reads
+    rows = xp.empty((hu, c, fc, wo, n), dtype=x.dtype)
+    for s in range(fc):
+        rows[:, :, s] = img[:, :hu, s : s + stride * (wo - 1) + 1 : stride].transpose(1, 0, 2, 3)
+    e, row = rows.itemsize, c * fc * wo * n
+    return xp.lib.stride_tricks.as_strided(
+        rows,
+        shape=(c, fr, fc, ho, wo, n),
+        strides=(fc * wo * n * e, row * e, wo * n * e, stride * row * e, n * e, e),
+        writeable=False,
+    )
+
+
+def im2col(x: Any, window: tuple[int, int], stride: int, padding: int) -> Any:
+    """The whole batch's im2col matrix (C Fr Fc) x (Ho Wo N), contiguous: Fr Fc block copies
+    (~2x faster than copying :func:`unfold`'s view)."""
+    fr, fc = window
+    n, c, h, w = x.shape
+    ho, wo = out_size(h, fr, stride, padding), out_size(w, fc, stride, padding)
+    img = _padded(x, padding)
+    cols = xp.empty((c, fr, fc, ho, wo, n), dtype=x.dtype)
+    for r in range(fr):
+        for s in range(fc):
+            cols[:, r, s] = window_view(img, r, s, ho, wo, stride)
+    return cols.reshape(c * fr * fc, ho * wo * n)
+
+
+def fold(cols: Any, x_shape: tuple[int, ...], stride: int, padding: int) -> Any:
+    """col2im, adjoint of :func:`unfold`: (C, Fr, Fc, Ho, Wo, N) -> (N, C, H, W) by adds.
+
+    The result is the N x C x H x W view of a (C, H, W, N) array.
+    """
+    n, c, h, w = x_shape
+    _, fr, fc, ho, wo, _ = cols.shape
+    hp, wp = h + 2 * padding, w + 2 * padding
+    overlap = stride < fr or stride < fc
+    if not overlap and hp == ho * fr and wp == wo * fc:
+        img = xp.empty((c, hp, wp, n), dtype=cols.dtype)  # windows tile the image: all written
+    else:
+        img = xp.zeros((c, hp, wp, n), dtype=cols.dtype)
+    for r in range(fr):
+        for s in range(fc):
+            dst = window_view(img, r, s, ho, wo, stride)
+            if overlap:
+                dst += cols[:, r, s]
+            else:  # no two windows share an element: assignment, no adds
+                dst[...] = cols[:, r, s]
+    if padding:
+        img = img[:, padding : padding + h, padding : padding + w]
+    return as_batch_first(img)
+
+
+# ----------------------------------------------------------------------------- convolution
+
+#: conv2d multiplies row by row when the kernel has at most this many numbers O C Fr Fc (a first
+#: layer on grey images), else in one product; ``benchmarks/bench_conv_paths.py`` times both
+SMALL_KERNEL = 256
+
+
+def conv2d(x: Any, w: Any, b: Any, stride: int, padding: int) -> tuple[Any, Any]:
+    """(Y, saved): Y = W im2col(x) + b as N x O x Ho x Wo, the view of (Ho or O, ...) memory.
+
+    A tiny kernel multiplies row by row straight from :func:`unfold`'s buffer (no im2col
+    copy): Ho products (O x K) (K x Wo N). Otherwise ONE product over the whole batch's
+    im2col matrix. ``saved`` keeps the matrix (or the rows) for the backward products.
+    """
+    n, c, h, wd = x.shape
+    o, _, fr, fc = w.shape
+    ho, wo = out_size(h, fr, stride, padding), out_size(wd, fc, stride, padding)
+    k = c * fr * fc
+    if o * k <= SMALL_KERNEL:
+        cols = unfold(x, (fr, fc), stride, padding)  # C Fr Fc Ho Wo N
+        rows = reshape(cols.transpose(3, 1, 0, 2, 4, 5), (ho, k, wo * n))  # a view: no copy
+        wm = xp.ascontiguousarray(w.transpose(0, 2, 1, 3)).reshape(o, k)  # O x (Fr C Fc)
+        y = wm @ rows  # Ho x O x (Wo N)
+        if b is not None:
+            y += b[:, None]
+        out = y.reshape(ho, o, wo, n).transpose(3, 1, 0, 2)
+        return out, ("rows", rows, wm)
+    xm = im2col(x, (fr, fc), stride, padding)  # (C Fr Fc) x (Ho Wo N)
+    wm = w.reshape(o, k)
+    y = affine(wm, xm, b)
+    return y.reshape(o, ho, wo, n).transpose(3, 0, 1, 2), ("matrix", xm, wm)
+
+
+def _conv2d_vjp(g, out, x, w, b=None, stride=1, padding=0, saved=None, needs=()):
+    kind, xm, wm = saved
+    n, c, h, wd = x.shape
+    o, _, fr, fc = w.shape
+    _, _, ho, wo = g.shape
+    dx = dw = db = None
+    if kind == "matrix":
+        gm = reshape(g.transpose(1, 2, 3, 0), (o, ho * wo * n))  # O x (Ho Wo N)
+        if needs[1]:
+            dw = _g_times_t(gm, xm, rows=o).reshape(w.shape)
+        if needs[0]:
+            dcols = (wm.T @ gm).reshape(c, fr, fc, ho, wo, n)
+            dx = fold(dcols, x.shape, stride, padding)
+    else:  # row by row: G as Ho x O x (Wo N)
+        gm = reshape(g.transpose(2, 1, 3, 0), (ho, o, wo * n))
+        if needs[1]:
+            dwm = xp.matmul(gm, xm.transpose(0, 2, 1)).sum(axis=0)  # sum_i G_i rows_i^T
+            dw = dwm.reshape(o, fr, c, fc).transpose(0, 2, 1, 3)
+        if needs[0]:
+            drows = (wm.T @ gm).reshape(ho, fr, c, fc, wo, n)  # Ho x (Fr C Fc) x (Wo N)
+            dx = fold(drows.transpose(2, 1, 3, 0, 4, 5), x.shape, stride, padding)
+    if len(needs) > 2 and needs[2]:
+        db = g.sum(axis=(0, 2, 3))
+    return dx, dw, db
+
+
+# ----------------------------------------------------------------------------- pooling
+
+
+def max_pool2d(x: Any, kernel: tuple[int, int], stride: int) -> tuple[Any, Any]:
+    """(the window maxima N x C x Ho x Wo, the first-maximum mask C x kr x kc x Ho x Wo x N).
+
+    Each window entry is a strided view of (C, H, W, N) memory (runs of N numbers); the mask
+    takes a few passes per window entry (argmax along a middle axis is several times slower).
+    """
+    kr, kc = kernel
+    xc = channels_last_batch(x)
+    ho, wo = out_size(xc.shape[1], kr, stride, 0), out_size(xc.shape[2], kc, stride, 0)
+    views = [window_view(xc, r, q, ho, wo, stride) for r in range(kr) for q in range(kc)]
+    out = views[0].copy()
+    for v in views[1:]:
+        xp.maximum(out, v, out=out)
+    mask = xp.empty((xc.shape[0], kr, kc, ho, wo, xc.shape[3]), dtype=bool)
+    m = mask.reshape(xc.shape[0], kr * kc, ho, wo, xc.shape[3])
+    free = ~xp.equal(views[0], out, out=m[:, 0])  # windows whose maximum is not yet found
+    for j in range(1, kr * kc):
+        hit = xp.equal(views[j], out, out=m[:, j])
+        hit &= free
+        if j < kr * kc - 1:
+            free ^= hit
+    return as_batch_first(out), mask
+
+
+def _max_pool2d_vjp(g, out, x, kernel_size, stride=None, saved=None, needs=()):
+    _, kr, kc, ho, wo, _ = saved.shape
+    s = stride
+    gc = channels_last_batch(g)
+    n, c, h, w = x.shape
+    tiled = s == kr == kc and h == ho * kr and w == wo * kc
+    dx = (xp.empty if tiled else xp.zeros)((c, h, w, n), dtype=g.dtype)
+    for r in range(kr):
+        for q in range(kc):
+            dst = window_view(dx, r, q, ho, wo, s)
+            if s >= kr and s >= kc:  # windows do not overlap: each G * mask goes to its place
+                xp.multiply(gc, saved[:, r, q], out=dst)
+            else:
+                dst += gc * saved[:, r, q]
+    return (as_batch_first(dx),)
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def softmax_cross_entropy(logits: Any, index: Any) -> tuple[Any, Any]:
+    """(mean of -log softmax(logits)[index], p = softmax(logits)): one exp pass, in place."""
+    z = logits - xp.max(logits, axis=-1, keepdims=True)
+    z_true = z[index]
+    ez = xp.exp(z, out=z)  # in place: z is no longer needed
+    s = ez.sum(axis=-1, keepdims=True)
+    logp_true = z_true - xp.log(s[..., 0])
+    loss = -xp.mean(logp_true) if logits.ndim == 2 else -logp_true
+    ez /= s  # p, saved for the backward pass
+    return loss, ez
+
+
+def _softmax_cross_entropy_vjp(g, out, logits, labels, saved=None, needs=()):
+    labels = xp.asarray(labels.data if hasattr(labels, "requires_grad") else labels)
+    idx = (xp.arange(labels.shape[0]), labels) if labels.ndim == 1 else (labels,)
+    n = labels.shape[0] if labels.ndim == 1 else 1
+    d = saved.copy()
+    d[idx] -= 1  # p - onehot
+    d *= g / n
+    return (d, None)
+
+
+FAST_VJPS = {
+    "linear": _linear_vjp,
+    "affine": _affine_vjp,
+    "matmul": _matmul_vjp,
+    "relu": _relu_vjp,
+    "conv2d": _conv2d_vjp,
+    "max_pool2d": _max_pool2d_vjp,
+    "softmax_cross_entropy": _softmax_cross_entropy_vjp,
+}
+
+
+def tune_allocator(keep_mb: int = 512) -> bool:
+    """Let the C allocator keep freed blocks for reuse instead of handing them back to the OS.
+
+    NumPy allocates each large temporary (im2col matrices, activations, gradients) afresh. By
+    default glibc returns big freed blocks to the operating system, so every training step
+    page-faults and zero-fills the same memory again: a third of a small CNN's step. This sets
+    glibc's mmap threshold to 32 MiB and its trim threshold to ``keep_mb`` (what the environment
+    variables MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ do at start-up). It affects the
+    whole process; returns False where it does not apply (not Linux with glibc).
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = mallopt(m_mmap_threshold, 32 * 1024 * 1024) == 1
+    return ok and mallopt(m_trim_threshold, int(keep_mb) * 1024 * 1024) == 1
