@@ -36,7 +36,7 @@ def _fake_dot(folder, body: str) -> None:
 def test_to_dot_is_its_text_and_shows_as_text_without_graphviz(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no 'dot' anywhere
     assert shutil.which("dot") is None
-    e = cr.graph.lecture_network()
+    e = cr.models.lecture_network()
     dot = cr.to_dot(e)
     assert isinstance(dot, DotGraph) and isinstance(dot, str)
     assert dot.startswith("digraph chainrule {") and '"x5' in dot
@@ -65,7 +65,7 @@ def test_graph_shows_as_svg_when_dot_is_on_the_path(tmp_path, monkeypatch):
         "assert sys.argv[1:] == ['-Tsvg']\nprint('<svg>drawn</svg>')",
     )
     monkeypatch.setenv("PATH", str(tmp_path) + os.pathsep + os.environ.get("PATH", ""))
-    dot = cr.to_dot(cr.graph.lecture_network(), which="backward")
+    dot = cr.to_dot(cr.models.lecture_network(), which="backward")
     bundle = dot._repr_mimebundle_()
     assert bundle["image/svg+xml"].strip() == "<svg>drawn</svg>"
     assert bundle["text/plain"] == str(dot)
@@ -75,7 +75,7 @@ def test_graph_shows_as_svg_when_dot_is_on_the_path(tmp_path, monkeypatch):
 def test_broken_graphviz_falls_back_to_text(tmp_path, monkeypatch):
     _fake_dot(tmp_path, "sys.stderr.write('syntax error in line 1')\nsys.exit(1)")
     monkeypatch.setenv("PATH", str(tmp_path))
-    dot = cr.to_dot(cr.graph.lecture_network())
+    dot = cr.to_dot(cr.models.lecture_network())
     assert dot._repr_mimebundle_() == {"text/plain": str(dot)}
     with pytest.raises(RuntimeError, match="syntax error in line 1"):
         dot.svg()
@@ -83,7 +83,7 @@ def test_broken_graphviz_falls_back_to_text(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz 'dot' is not installed")
 def test_real_graphviz_draws_both_graphs():
-    svg = cr.to_dot(cr.graph.lecture_network())._repr_svg_()
+    svg = cr.to_dot(cr.models.lecture_network())._repr_svg_()
     assert svg is not None and "<svg" in svg
     assert "forward graph" in svg and "backward graph" in svg and "x5" in svg
 

@@ -82,3 +82,14 @@ __all__ = [
     "abs",
     *(name for name in rules.TABLE if not name.startswith("_")),
 ]
+
+
+_SUBPACKAGES = {"models", "nn", "optim", "train", "data", "optimize", "approx", "display"}
+
+
+def __getattr__(name: str):  # PEP 562: cr.models, cr.nn, ... load when first used
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'chainrule' has no attribute {name!r}")
