@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule.approx import ConstructedNetwork, construct, error_report
-from chainrule.approx.construct import BudgetError
+from chainrule.approx import BudgetError, ConstructedNetwork, construct, error_report
 from chainrule.nn import Linear, ReLU, Sequential
 from chainrule.optim import SGD
 
@@ -249,7 +248,7 @@ def test_a_budget_that_is_not_a_positive_integer_is_refused(name, value):
 
 
 def test_a_network_larger_than_the_memory_is_refused_before_allocating(monkeypatch):
-    module = importlib.import_module("chainrule.approx.construct")  # not the function
+    module = importlib.import_module("chainrule.approx.grid")  # where the budgets are checked
 
     # a raised parameter budget still meets the memory: 1e12 parameters are 8 TB of weights
     raised, peak = _peak_bytes(

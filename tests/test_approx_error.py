@@ -169,7 +169,7 @@ def test_convergence_order_of_exact_powers():
 def test_measuring_on_too_many_points_is_refused_before_allocating():
     import tracemalloc
 
-    from chainrule.approx.construct import BudgetError
+    from chainrule.approx import BudgetError
 
     net = construct(sin3, (0.0, 1.0), 0.1)
     tracemalloc.start()
@@ -188,7 +188,7 @@ def test_measuring_on_too_many_points_is_refused_before_allocating():
 
 
 def test_a_dense_measurement_over_the_work_budget_is_refused():
-    from chainrule.approx.construct import BudgetError
+    from chainrule.approx import BudgetError
 
     def f(x):
         return x[:, 0] * x[:, 1]

@@ -18,14 +18,7 @@ with depth). ``compare_trained`` trains the same architecture from samples inste
 """
 
 from .compare import Comparison, compare_trained
-from .construct import (
-    MAX_NEURONS,
-    MAX_PARAMETERS,
-    METHODS,
-    ConstructedNetwork,
-    Construction,
-    construct,
-)
+from .construct import METHODS, construct
 from .depth import DepthRow, deep_square, depth_demo, format_depth_table, sawtooth, shallow
 from .error import (
     MAX_POINTS,
@@ -38,6 +31,7 @@ from .error import (
     partition_of_unity,
     sweep,
 )
+from .grid import MAX_NEURONS, MAX_PARAMETERS, BudgetError, ConstructedNetwork, Construction
 from .plot import (
     plot_approximation,
     plot_convergence,
@@ -56,6 +50,7 @@ __all__ = [
     "MAX_PARAMETERS",
     "MAX_POINTS",
     "MAX_WORK",
+    "BudgetError",
     "evaluate",
     "error_report",
     "ErrorReport",

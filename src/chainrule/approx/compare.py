@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from ..nn import Linear, ReLU, Sequential
-from .construct import ConstructedNetwork, construct, parse_domain, sample
+from .construct import construct
 from .error import ErrorReport, _grid_sizes, error_report
+from .grid import ConstructedNetwork, parse_domain, sample
 
 __all__ = ["Comparison", "compare_trained", "trained_like"]
 

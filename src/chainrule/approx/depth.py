@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..nn import ReLU, Sequential
-from .construct import dense_linear, parse_domain, sample
+from .grid import dense_linear, parse_domain, sample
 from .regions import count_linear_regions, evaluate
 
 __all__ = ["sawtooth", "deep_square", "shallow", "DepthRow", "depth_demo", "format_depth_table"]

@@ -42,15 +42,15 @@ from typing import Any
 
 import numpy as np
 
-from ..nn import Linear, Module, Sequential
 from ..engine import no_grad
-from .construct import (
+from ..nn import Linear, Module, Sequential
+from .construct import construct
+from .grid import (
     MAX_NEURONS,
     MAX_PARAMETERS,
     BudgetError,
     budget,
     check_memory,
-    construct,
     grid_points,
     parse_domain,
     sample,

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .construct import check_budget, dense_linear
+from .grid import check_budget, dense_linear
 
 Coefficient = float | np.ndarray
 

@@ -25,8 +25,9 @@ import numpy as np
 
 from ..atomic import atomic_write_bytes
 from ..nn import Linear, Module, Sequential
-from .construct import construct, parse_domain, sample
+from .construct import construct
 from .error import SweepResult, building_blocks, error_report
+from .grid import parse_domain, sample
 from .regions import evaluate
 
 __all__ = [

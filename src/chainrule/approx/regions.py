@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ..nn import Linear, Module, ReLU, Sequential
 from ..engine import no_grad
+from ..nn import Linear, Module, ReLU, Sequential
 
 __all__ = ["knots", "breakpoints", "count_linear_regions", "evaluate", "relu_layers"]
 

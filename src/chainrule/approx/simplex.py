@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..nn import ReLU
-from .construct import ConstructedNetwork, Domain, dense_linear, grid_construction, sample_grid
+from .grid import ConstructedNetwork, Domain, dense_linear, grid_construction, sample_grid
 from .layers import Affine, Plan, Ridges, along
 
 __all__ = ["freudenthal_hat", "construct_simplex"]

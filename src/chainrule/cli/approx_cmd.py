@@ -148,7 +148,7 @@ def _function(args: argparse.Namespace) -> tuple[Callable, tuple[str, ...], list
 
 
 def run(args: argparse.Namespace) -> int:
-    from chainrule.approx.construct import BudgetError
+    from chainrule.approx import BudgetError
 
     try:
         return _run(args)
@@ -168,7 +168,7 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from chainrule import approx
-    from chainrule.approx.construct import BudgetError
+    from chainrule.approx import BudgetError
 
     f, names, domain = _function(args)
     budget = {  # None: the default; 0 or less is refused by the library, not replaced
