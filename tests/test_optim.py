@@ -1,8 +1,6 @@
-"""Optimisers and learning-rate schedules: in-place updates, PyTorch's numbers, state, errors."""
+"""Optimisers: in-place updates, PyTorch's numbers, state, errors, the registry by name."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
@@ -49,34 +47,6 @@ def test_sgd_matches_torch(kwargs):
     )
     for p, t in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize(
-    ("make", "kwargs"),
-    [
-        (optim.SGD, {"lr": 0.1}),
-        (optim.SGD, {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01}),
-        (optim.SGD, {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
-        (optim.Adam, {"lr": 1e-2, "weight_decay": 0.05}),
-    ],
-)
-def test_updates_block_by_block_give_the_same_numbers(monkeypatch, make, kwargs):
-    """The update runs on blocks of optim.BLOCK numbers: any block size, the same bits."""
-    results = []
-    for block in (10**9, 7, 1):  # one block; blocks of 7 with a short last one; single numbers
-        monkeypatch.setattr(optim, "BLOCK", block)
-        rng = np.random.default_rng(5)
-        ps = [Parameter(rng.standard_normal(s).astype(np.float32)) for s in ((5, 9), (3,))]
-        opt = make(ps, **kwargs)
-        for _ in range(3):
-            for p in ps:
-                g = rng.standard_normal(p.shape[::-1]).astype(np.float32).T  # not C-ordered
-                p.grad = g
-            opt.step()
-        results.append([p.data.copy() for p in ps] + [a for a in opt.state_dict().values()])
-    for other in results[1:]:
-        for a, b in zip(results[0], other, strict=True):
-            np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize(
@@ -206,60 +176,83 @@ def test_optimizer_needs_tensors_that_require_grad():
         optim.SGD([np.zeros(3)], lr=0.1)
 
 
-# ----------------------------------------------------------------------------- schedules
+def test_a_gradient_of_the_wrong_shape_is_an_error_not_a_silent_reshape():
+    p = Parameter(np.zeros((3, 4)))
+    p.grad = np.ones((4, 3))
+    with pytest.raises(ValueError, match="shape"):
+        optim.SGD([p], lr=0.1).step()
+    np.testing.assert_array_equal(p.data, 0)
 
 
-def _torch_lrs(make_sched, epochs, lr=0.1):
-    p = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.SGD([p], lr=lr)
-    sched = make_sched(opt)
-    lrs = []
-    for _ in range(epochs):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return lrs
+# ------------------------------------------------------------------------------ registry
 
 
-def test_step_schedule_matches_torch_steplr():
-    ours = optim.StepLR(0.1, step_size=3, gamma=0.5)
-    theirs = _torch_lrs(lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=3, gamma=0.5), 10)
-    np.testing.assert_allclose([ours(t) for t in range(10)], theirs, rtol=1e-12)
+def test_the_registry_names_each_optimizer_by_its_name():
+    assert list(optim.OPTIMIZERS) == ["sgd", "adam"]
+    for name, cls in optim.OPTIMIZERS.items():
+        assert cls.name == name and issubclass(cls, optim.Optimizer)
 
 
-def test_cosine_schedule_matches_torch_cosine_annealing():
-    ours = optim.CosineLR(0.1, epochs=8, min_lr=0.001)
-    theirs = _torch_lrs(
-        lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=8, eta_min=0.001), 8
-    )
-    np.testing.assert_allclose([ours(t) for t in range(8)], theirs, rtol=1e-12)
-    assert ours(0) == 0.1 and math.isclose(ours(8), 0.001)
-
-
-def test_schedule_sets_the_optimizer_learning_rate_and_round_trips():
-    opt = optim.SGD(_params(np.random.default_rng(0)), lr=1.0)
-    sched = optim.StepLR(0.2, step_size=2)
-    assert sched.apply(opt, 2) == pytest.approx(0.02) and opt.lr == pytest.approx(0.02)
-    for s in (optim.ConstantLR(0.3), sched, optim.CosineLR(0.1, 5, 0.01)):
-        again = optim.make_schedule(s.to_dict())
-        assert type(again) is type(s) and [again(t) for t in range(6)] == [s(t) for t in range(6)]
-    assert "step_size=2" in repr(sched)
+def test_make_optimizer_passes_each_optimizer_the_settings_it_has():
+    ps = _params(np.random.default_rng(0))
+    sgd = optim.make_optimizer("sgd", ps, 0.1, momentum=0.5, weight_decay=0.01, nesterov=True)
+    assert type(sgd) is optim.SGD
+    assert sgd.hyperparameters() == {
+        "lr": 0.1,
+        "momentum": 0.5,
+        "weight_decay": 0.01,
+        "nesterov": True,
+    }
+    adam = optim.make_optimizer("adam", ps, 0.01, momentum=0.5, weight_decay=0.01, eps=1e-6)
+    assert type(adam) is optim.Adam
+    assert adam.hyperparameters() == {
+        "lr": 0.01,
+        "betas": [0.9, 0.999],
+        "eps": 1e-6,
+        "weight_decay": 0.01,
+    }
 
 
 @pytest.mark.parametrize(
-    "make, match",
+    "name, settings, match",
     [
-        (lambda: optim.StepLR(0.1, step_size=0), "step_size"),
-        (lambda: optim.StepLR(0.1, step_size=2, gamma=0), "gamma"),
-        (lambda: optim.CosineLR(0.1, epochs=0), "epochs"),
-        (lambda: optim.CosineLR(0.1, epochs=3, min_lr=1.0), "min_lr"),
-        (lambda: optim.ConstantLR(-1), "learning rate"),
-        (lambda: optim.make_schedule({"schedule": "warp", "lr": 0.1}), "unknown"),
-        (lambda: optim.make_schedule({"schedule": "step"}), "needs 'lr'"),
-        (lambda: optim.make_schedule({"schedule": "step", "lr": 0.1, "bogus": 1}), "bogus"),
-        (lambda: optim.ConstantLR(0.1)(-1), "epoch"),
+        ("rmsprop", {}, "unknown optimizer 'rmsprop'; choose from sgd, adam"),
+        ("sgd", {"momentun": 0.9}, "no optimizer has the setting.* momentun"),
     ],
 )
-def test_bad_schedules_are_clear_errors(make, match):
+def test_make_optimizer_rejects_unknown_names_and_settings(name, settings, match):
     with pytest.raises(ValueError, match=match):
-        make()
+        optim.make_optimizer(name, _params(np.random.default_rng(0)), 0.1, **settings)
+
+
+class PlainGD(optim.Optimizer):
+    """h <- h - lr de/dh (a third optimiser, registered by the tests below)"""
+
+    name = "plain"
+
+    def step(self) -> None:
+        for h in self.params:
+            if h.grad is not None:
+                h.data -= self.lr * h.grad
+        self.steps += 1
+
+
+def test_a_registered_optimizer_is_available_to_train_config(monkeypatch):
+    from chainrule.train import TrainConfig
+
+    monkeypatch.setitem(optim.OPTIMIZERS, "plain", PlainGD)
+    cfg = TrainConfig(optimizer="plain", lr=0.5).resolved()
+    opt = cfg.make_optimizer(_params(np.random.default_rng(0)))
+    assert type(opt) is PlainGD and opt.lr == 0.5
+    with pytest.raises(ValueError, match="choose from sgd, adam, plain"):
+        TrainConfig(optimizer="rmsprop").resolved()
+
+
+def test_a_registered_optimizer_is_available_to_compare_trained(monkeypatch):
+    from chainrule.approx import compare_trained
+
+    monkeypatch.setitem(optim.OPTIMIZERS, "plain", PlainGD)
+    with pytest.raises(ValueError, match="no default lr for 'plain': pass lr"):
+        compare_trained(np.sin, (0.0, 1.0), 0.5, optimizer="plain", steps=2)
+    result = compare_trained(np.sin, (0.0, 1.0), 0.5, optimizer="plain", lr=0.01, steps=3)
+    assert result.optimizer == "plain" and result.losses.shape == (3,)

@@ -230,6 +230,23 @@ def test_bad_configurations_are_clear_errors(tmp_path, small, cfg, match):
         run_training(cfg, tmp_path, progress=False, log=None, data=small)
 
 
+def test_the_loop_sets_the_learning_rate_through_schedule_apply(small):
+    """One place sets alpha_t: Schedule.apply, at the start of each epoch."""
+
+    class Recording(optim.CosineLR):
+        calls: list = []
+
+        def apply(self, optimizer, epoch):
+            self.calls.append((optimizer, epoch))
+            return super().apply(optimizer, epoch)
+
+    t = _trainer(None, small)
+    t.schedule = Recording(0.1, 4)
+    t.fit(2)
+    assert Recording.calls == [(t.optimizer, 0), (t.optimizer, 1)]
+    assert [h["lr"] for h in t.history] == [optim.CosineLR(0.1, 4)(e) for e in (0, 1)]
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 

@@ -26,6 +26,9 @@ from .grid import ConstructedNetwork, parse_domain, sample
 
 __all__ = ["Comparison", "compare_trained", "trained_like"]
 
+#: the learning rate (before the cosine decay) and settings each optimiser trains with here
+RECIPES: dict[str, dict[str, Any]] = {"sgd": {"lr": 0.05, "momentum": 0.9}, "adam": {"lr": 3e-3}}
+
 
 @dataclass(frozen=True, eq=False)
 class Comparison:
@@ -84,16 +87,23 @@ def compare_trained(
 ) -> Comparison:
     """Construct the network for f, train one of the same widths from samples, measure both.
 
-    ``optimizer``: "adam" or "sgd" (momentum 0.9); ``lr`` defaults to 3e-3 (Adam) / 0.05
-    (SGD), decayed by a cosine schedule over ``steps`` minibatches of ``batch_size`` drawn
-    from ``samples`` uniform points (default: 8 per hidden neuron, at least 2,048).
+    ``optimizer``: a name in ``chainrule.optim.OPTIMIZERS``, "adam" or "sgd" (momentum 0.9);
+    ``lr`` defaults to 3e-3 (Adam) / 0.05 (SGD) (:data:`RECIPES`), decayed by a cosine
+    schedule over ``steps`` minibatches of ``batch_size`` drawn from ``samples`` uniform points
+    (default: 8 per hidden neuron, at least 2,048).
     """
     import chainrule as cr
     from chainrule import optim
 
-    available = getattr(optim, "OPTIMIZERS", {"sgd": optim.SGD})
-    if optimizer not in available:
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose from {', '.join(available)}")
+    if optimizer not in optim.OPTIMIZERS:
+        raise ValueError(
+            f"unknown optimizer {optimizer!r}; choose from {', '.join(optim.OPTIMIZERS)}"
+        )
+    settings = dict(RECIPES.get(optimizer, {}))
+    default_lr = settings.pop("lr", None)
+    base_lr = lr or default_lr
+    if base_lr is None:
+        raise ValueError(f"compare_trained has no default lr for {optimizer!r}: pass lr")
     if int(steps) != steps or steps < 1 or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(
             f"steps and batch_size must be positive integers, got {steps}, {batch_size}"
@@ -113,11 +123,8 @@ def compare_trained(
     targets = ((y - mean) / scale).astype(np.float32)
 
     net = trained_like(constructed, rng)
-    if optimizer == "sgd":
-        opt = available["sgd"](net.parameters(), lr=lr or 0.05, momentum=0.9)
-    else:
-        opt = available[optimizer](net.parameters(), lr=lr or 3e-3)
-    base_lr = opt.lr
+    opt = optim.make_optimizer(optimizer, net.parameters(), base_lr, **settings)
+    schedule = optim.CosineLR(opt.lr, steps)
     losses = np.empty(steps)
     bar = range(steps)
     if progress:
@@ -126,7 +133,7 @@ def compare_trained(
         bar = tqdm(bar, desc=f"training ({optimizer})", unit="step", leave=False)
     start = time.perf_counter()
     for step in bar:
-        opt.lr = base_lr * (1 + np.cos(np.pi * step / steps)) / 2  # cosine decay
+        schedule.apply(opt, step)  # cosine decay over the steps
         idx = rng.integers(0, n, size=batch_size)
         loss = cr.mse(net(inputs[idx]), targets[idx])
         opt.zero_grad()

@@ -1,7 +1,8 @@
 """The ``chainrule`` command: argparse wiring only; each subcommand calls library code.
 
 Subcommand modules import only argparse at the top (fast start-up, fast ``--help``); the
-library is imported inside their ``run``.
+library is imported inside their ``run`` (``add_parser`` may read a registry of names, such as
+:data:`chainrule.optim.OPTIMIZERS` for ``--optimizer``).
 """
 
 from __future__ import annotations

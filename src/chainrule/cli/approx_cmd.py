@@ -19,6 +19,8 @@ examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from chainrule.optim import OPTIMIZERS  # the one list of optimisers (imports no more NumPy)
+
     p = sub.add_parser(
         "approx",
         help="build the universal-approximation network for f and measure its error",
@@ -88,7 +90,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=2000, help="training steps for --compare-trained")
     p.add_argument(
         "--optimizer",
-        choices=("adam", "sgd"),
+        choices=tuple(OPTIMIZERS),
         default="adam",
         help="optimizer for --compare-trained (default adam)",
     )

@@ -30,6 +30,8 @@ _HYPER = (
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from chainrule.optim import OPTIMIZERS  # the one list of optimisers (imports no more NumPy)
+
     p = sub.add_parser(
         "train",
         help="train the MLP or the CNN on the 8x8 digits (offline) or MNIST",
@@ -79,7 +81,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None, metavar="N", help="epochs to train")
     p.add_argument("--batch-size", type=int, default=None, metavar="N", help="mini-batch size")
     p.add_argument("--lr", type=float, default=None, metavar="ALPHA", help="learning rate alpha_0")
-    p.add_argument("--optimizer", choices=("sgd", "adam"), default=None, help="default: sgd")
+    p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=None, help="default: sgd")
     p.add_argument(
         "--momentum", type=float, default=None, metavar="MU", help="SGD momentum (default 0.9)"
     )

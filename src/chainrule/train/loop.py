@@ -42,6 +42,7 @@ import numpy as np
 
 from ..data import DataLoader, Dataset
 from ..display import LiveCurves, in_notebook
+from ..optim import Schedule
 from ..rules import softmax_cross_entropy
 from .checkpoint import Checkpoint, save_checkpoint
 from .metrics import evaluate
@@ -138,9 +139,10 @@ class Trainer:
     """Trains ``model`` with ``optimizer`` on ``train_set``, evaluating on ``test_set``.
 
     ``architecture`` and ``hyperparameters`` go into each checkpoint's metadata (written to
-    ``checkpoint_path`` after every epoch when it is given). ``schedule`` (epoch -> lr) sets
-    the learning rate at the start of each epoch. ``live_plot``: redraw the curves after each
-    epoch in a notebook (None: on in a Jupyter notebook, off elsewhere; or a LiveCurves).
+    ``checkpoint_path`` after every epoch when it is given). ``schedule`` sets the learning
+    rate at the start of each epoch (:meth:`Schedule.apply`). ``live_plot``: redraw the curves
+    after each epoch in a notebook (None: on in a Jupyter notebook, off elsewhere; or a
+    LiveCurves).
     """
 
     def __init__(
@@ -152,7 +154,7 @@ class Trainer:
         *,
         batch_size: int = 64,
         seed: int = 0,
-        schedule: Callable[[int], float] | None = None,
+        schedule: Schedule | None = None,
         architecture: dict[str, Any] | None = None,
         hyperparameters: dict[str, Any] | None = None,
         checkpoint_path: str | Path | None = None,
@@ -328,7 +330,7 @@ class Trainer:
     ) -> _Position:
         model, opt = self.model, self.optimizer
         if self.schedule is not None:
-            opt.lr = self.schedule(epoch)
+            self.schedule.apply(opt, epoch)
         pos = (
             self.position
             if self.position is not None and self.position.epoch == epoch

@@ -31,7 +31,7 @@ from ..backend import tune_allocator
 from ..data import Dataset
 from ..data.mnist import Spelling
 from ..extras import require
-from ..optim import OPTIMIZERS, SGD, Adam, Optimizer, Schedule, make_schedule
+from ..optim import OPTIMIZERS, Optimizer, Schedule, make_optimizer, make_schedule
 from .checkpoint import CheckpointError, check_fits, load_checkpoint
 from .loop import DivergenceError, FitResult, Trainer, say
 from .metrics import Evaluation, evaluate, predict_scores, strict_json
@@ -109,15 +109,14 @@ class TrainConfig:
 
     def make_optimizer(self, params: Any) -> Optimizer:
         assert self.lr is not None, "call resolved() first"
-        if self.optimizer == "sgd":
-            return SGD(
-                params,
-                lr=self.lr,
-                momentum=self.momentum,
-                weight_decay=self.weight_decay,
-                nesterov=self.nesterov,
-            )
-        return Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        return make_optimizer(
+            self.optimizer,
+            params,
+            self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            nesterov=self.nesterov,
+        )
 
     def make_schedule(self) -> Schedule:
         spec: dict[str, Any] = {"schedule": self.schedule, "lr": self.lr}
@@ -313,7 +312,7 @@ def run_training(
             f"training {cfg.model} ({model.num_parameters():,} parameters) on {cfg.dataset}: "
             f"{len(train_set):,} train / {len(test_set):,} test images, {cfg.epochs} epochs, "
             f"batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}"
-            + (f" momentum {cfg.momentum}" if cfg.optimizer == "sgd" and cfg.momentum else "")
+            + (f" momentum {cfg.momentum}" if getattr(optimizer, "momentum", 0) else "")
             + (f", {cfg.schedule} schedule" if cfg.schedule != "constant" else "")
         )
 

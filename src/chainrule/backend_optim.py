@@ -1,0 +1,191 @@
+"""Fused in-place optimiser updates: the formulas of :mod:`chainrule.optim`, run block by block.
+
+    sgd_update    g = de/dh + wd h ;  v <- mu v + g  (v_1 = g) ;
+                  h <- h - lr v   (nesterov: h <- h - lr (g + mu v); no momentum: h <- h - lr g)
+    adam_update   g = de/dh + wd h ;  m <- b1 m + (1 - b1) g ;  v <- b2 v + (1 - b2) g^2 ;
+                  h <- h - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+
+Each function writes into the parameter's array and into the state arrays. The formula runs on
+one block of :data:`BLOCK` numbers of h, de/dh and the state before the next block, through two
+scratch arrays that stay in the CPU's cache: a large weight matrix streams through memory once
+per step instead of once per operation (benchmarks/bench_train.py measures the step). The
+operations, in this order, are PyTorch's ``torch.optim.SGD`` and ``torch.optim.Adam``, so the
+numbers are the same whatever the block size (tests/test_backend_optim.py checks both, and the
+plain whole-array formulas above, bit for bit).
+
+The helpers at the end give the optimisers their state arrays (copies for checkpoints), so that
+:mod:`chainrule.optim` itself reaches arrays only through this module.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "BLOCK",
+    "sgd_update",
+    "adam_update",
+    "steps_array",
+    "steps_from",
+    "state_array",
+]
+
+#: numbers of a parameter updated together (128 KiB of float32: the block, its gradient, its
+#: state and two scratch arrays stay in a core's cache)
+BLOCK = 1 << 15
+
+_local = threading.local()  # the scratch arrays, one pair per thread (not state)
+
+
+def _scratch(size: int, dtype: Any) -> np.ndarray:
+    """Two scratch rows of at least ``size`` numbers of ``dtype``, reused from call to call."""
+    buffers = getattr(_local, "buffers", None)
+    if buffers is None or buffers.shape[1] < size or buffers.dtype != dtype:
+        buffers = _local.buffers = np.empty((2, max(size, 1)), dtype=dtype)
+    return buffers
+
+
+def _blocks(param: np.ndarray, grad: Any, *state: np.ndarray) -> Iterator[tuple[np.ndarray, ...]]:
+    """(h, de/dh, state arrays..., scratch1, scratch2) for each block of ``param``, flat.
+
+    The state arrays are C-contiguous (written through flat views). The gradient is read as a
+    C-ordered array of the parameter's dtype (copied first only if it is not). A parameter
+    that is not C-contiguous (made from a transposed array, say) is updated in a C-ordered
+    copy that is written back when the last block is done.
+    """
+    g = np.ascontiguousarray(grad, dtype=param.dtype)
+    if g.shape != param.shape:
+        raise ValueError(f"de/dh has shape {g.shape}, its parameter has shape {param.shape}")
+    g = g.reshape(-1)
+    contiguous = param.flags.c_contiguous
+    h = param.reshape(-1) if contiguous else np.ascontiguousarray(param).reshape(-1)
+    flat = [a.reshape(-1) for a in state]
+    n = h.size
+    buffers = _scratch(min(n, BLOCK), param.dtype)
+    for start in range(0, n, BLOCK):
+        stop = min(start + BLOCK, n)
+        k = stop - start
+        yield (
+            h[start:stop],
+            g[start:stop],
+            *(a[start:stop] for a in flat),
+            buffers[0, :k],
+            buffers[1, :k],
+        )
+    if not contiguous:
+        param[...] = h.reshape(param.shape)
+
+
+def _new_state(param: np.ndarray, zeros: bool) -> np.ndarray:
+    return np.zeros_like(param, order="C") if zeros else np.empty_like(param, order="C")
+
+
+def sgd_update(
+    param: np.ndarray,
+    grad: Any,
+    velocity: np.ndarray | None,
+    lr: float,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+) -> np.ndarray | None:
+    """One SGD step on ``param`` (any shape, C-contiguous), in place; returns the velocity.
+
+    ``grad``: de/dh, shaped like ``param``. ``velocity``: v from the last step, or ``None``
+    before the first (then v_1 = de/dh + wd h, PyTorch's); the returned array (written in
+    place when given) is the new v, ``None`` without momentum.
+    """
+    lr, mu, wd = float(lr), float(momentum), float(weight_decay)
+    first = bool(mu) and velocity is None
+    if first:
+        velocity = _new_state(param, zeros=False)  # every number is written below
+    state = (velocity,) if mu else ()
+    for h, g, *v, s, u in _blocks(param, grad, *state):
+        if wd:  # g = de/dh + wd h
+            np.multiply(h, wd, out=s)
+            s += g
+            g = s
+        if mu:
+            (vb,) = v
+            if first:  # v_1 = g
+                vb[...] = g
+            else:  # v <- mu v + g
+                vb *= mu
+                vb += g
+            if nesterov:  # lr (g + mu v)
+                np.multiply(vb, mu, out=u)
+                u += g
+                u *= lr
+            else:  # lr v
+                np.multiply(vb, lr, out=u)
+        else:  # lr g
+            np.multiply(g, lr, out=u)
+        h -= u  # h <- h - lr (...)
+    return velocity if mu else None
+
+
+def adam_update(
+    param: np.ndarray,
+    grad: Any,
+    m: np.ndarray | None,
+    v: np.ndarray | None,
+    step: int,
+    lr: float,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Adam's step number ``step`` (t = 1, 2, ...) on ``param``, in place; returns (m, v).
+
+    ``m``, ``v``: the running means of g and g^2 from the last step, or ``None`` before the
+    first (they start at zero); the returned arrays (the given ones, written in place) are the
+    new m and v.
+    """
+    b1, b2, wd, eps = float(beta1), float(beta2), float(weight_decay), float(eps)
+    if m is None or v is None:
+        m, v = _new_state(param, zeros=True), _new_state(param, zeros=True)
+    step_size = float(lr) / (1.0 - b1**step)  # lr / (1 - b1^t)
+    root_bias2 = math.sqrt(1.0 - b2**step)  # sqrt(1 - b2^t)
+    for h, g, mb, vb, s, d in _blocks(param, grad, m, v):
+        if wd:  # g = de/dh + wd h
+            np.multiply(h, wd, out=s)
+            s += g
+            g = s
+        mb *= b1  # m <- b1 m + (1 - b1) g
+        np.multiply(g, 1.0 - b1, out=d)
+        mb += d
+        vb *= b2  # v <- b2 v + (1 - b2) g^2
+        np.multiply(g, g, out=d)
+        d *= 1.0 - b2
+        vb += d
+        np.sqrt(vb, out=d)  # h <- h - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+        d /= root_bias2
+        d += eps
+        np.divide(mb, d, out=d)
+        d *= step_size
+        h -= d
+    return m, v
+
+
+# ------------------------------------------------------------------- state for checkpoints
+
+
+def steps_array(steps: int) -> np.ndarray:
+    """The step count as a checkpoint array: int64, shape (1,)."""
+    return np.array([steps], dtype=np.int64)
+
+
+def steps_from(array: Any) -> int:
+    """The step count stored by :func:`steps_array`."""
+    return int(np.asarray(array).reshape(-1)[0])
+
+
+def state_array(value: Any, like: Any) -> np.ndarray:
+    """A C-ordered copy of ``value`` in the dtype of ``like`` (the updates write it in place)."""
+    return np.asarray(value).astype(like.dtype, order="C", copy=True)

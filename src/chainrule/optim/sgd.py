@@ -1,0 +1,56 @@
+"""Stochastic gradient descent: the lecture's weight update, for every weight h,
+
+    h_{t+1} = h_t - alpha_t de/dh_t
+
+with PyTorch's (``torch.optim.SGD``) momentum mu, Nesterov momentum and weight decay wd:
+
+    g  = de/dh + wd h          weight decay: the gradient of e + (wd/2) |h|^2
+    v <- mu v + g              momentum: a running sum of the gradients (v_1 = g)
+    h <- h - alpha v           (nesterov: h <- h - alpha (g + mu v); no momentum: h <- h - alpha g)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..backend_optim import sgd_update
+from ..engine import Tensor
+from .base import Optimizer, fraction, non_negative
+
+
+class SGD(Optimizer):
+    """h <- h - lr de/dh   (with momentum: v <- mu v + de/dh ; h <- h - lr v)"""
+
+    name = "sgd"
+    state_names = ("velocity",)
+    settings = ("momentum", "weight_decay", "nesterov")
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
+        super().__init__(params, lr)
+        self.momentum = fraction("momentum", momentum)
+        self.weight_decay = non_negative("weight_decay", weight_decay)
+        if nesterov and self.momentum == 0:
+            raise ValueError("nesterov momentum needs momentum > 0")
+        self.nesterov = bool(nesterov)
+
+    @property
+    def velocity(self) -> list[Any]:
+        """The momentum buffers v, one per parameter (``None`` before its first update)."""
+        return self.state["velocity"]
+
+    def step(self) -> None:
+        v = self.velocity
+        for i, h in enumerate(self.params):
+            if h.grad is not None:  # v <- mu v + (de/dh + wd h) ;  h <- h - lr v
+                v[i] = sgd_update(
+                    h.data, h.grad, v[i], self.lr, self.momentum, self.nesterov, self.weight_decay
+                )
+        self.steps += 1
