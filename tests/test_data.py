@@ -11,7 +11,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import inspect
 import os
+import pickle
 import socket
 import struct
 import subprocess
@@ -30,6 +32,7 @@ from chainrule.data import (
     DataError,
     DataLoader,
     Dataset,
+    MissingDataError,
     load_digits,
     load_mnist,
     read_idx,
@@ -224,31 +227,37 @@ LIBRARY_WORDS = ("pass data_dir= to another folder", "call with download=True")
 CLI_WORDS = ("pass --data-dir DIR to another folder", "drop --no-download")
 
 
+def _in_cli_words(error):
+    from chainrule.cli import in_cli_words
+
+    return in_cli_words(error)
+
+
 @pytest.mark.parametrize(
-    "spelling, says, absent",
-    [({}, LIBRARY_WORDS, CLI_WORDS), ({"spelling": "cli"}, CLI_WORDS, LIBRARY_WORDS)],
+    "say, says, absent",
+    [(str, LIBRARY_WORDS, CLI_WORDS), (_in_cli_words, CLI_WORDS, LIBRARY_WORDS)],
     ids=["library", "cli"],
 )
 def test_missing_files_message_names_the_options_as_the_caller_spells_them(
-    tmp_path, spelling, says, absent
+    tmp_path, say, says, absent
 ):
     with pytest.raises(DataError) as info:
-        load_mnist(tmp_path, split="test", download=False, **spelling)
-    message = str(info.value)
+        load_mnist(tmp_path, split="test", download=False)
+    message = say(info.value)
     assert all(phrase in message for phrase in says), message
     assert not any(phrase in message for phrase in absent), message
 
 
 @pytest.mark.parametrize(
-    "spelling, says, absent",
+    "say, says, absent",
     [
-        ({}, "pass data_dir= to a folder", "--data-dir"),
-        ({"spelling": "cli"}, "pass --data-dir DIR to a folder", "data_dir="),
+        (str, "pass data_dir= to a folder", "--data-dir"),
+        (_in_cli_words, "pass --data-dir DIR to a folder", "data_dir="),
     ],
     ids=["library", "cli"],
 )
 def test_download_failure_names_the_folder_option_as_the_caller_spells_it(
-    tmp_path, spelling, says, absent
+    tmp_path, say, says, absent
 ):
     with socket.socket() as s:  # a port that was free a moment ago and has no listener
         s.bind(("127.0.0.1", 0))
@@ -259,16 +268,37 @@ def test_download_failure_names_the_folder_option_as_the_caller_spells_it(
             split="test",
             mirrors=[f"http://127.0.0.1:{port}/"],
             progress=False,
-            **spelling,
         )
-    message = str(info.value)
+    message = say(info.value)
     assert says in message and f"by hand into {tmp_path}" in message
     assert absent not in message
 
 
-def test_load_mnist_rejects_unknown_spelling(tmp_path):
-    with pytest.raises(ValueError, match="spelling must be 'python' or 'cli'"):
-        load_mnist(tmp_path, download=False, spelling="shell")  # type: ignore[call-overload]
+def test_missing_files_error_carries_its_fields_for_the_caller(tmp_path):
+    """The data layer knows no command line: its error says what is missing and which
+    arguments fix it; the CLI words those as its flags."""
+    with pytest.raises(MissingDataError) as info:
+        load_mnist(tmp_path, split="test", download=False)
+    e = info.value
+    assert e.folder == tmp_path and e.files == (TEST_IMAGES, TEST_LABELS)
+    assert e.options == ("data_dir", "download") and e.failures == () and not e.offline
+    assert e.worded({"data_dir": "<folder>", "download": "<allow>"}).endswith(
+        "pass <folder> to another folder, or <allow>."
+    )
+    assert "spelling" not in inspect.signature(load_mnist).parameters
+    again = pickle.loads(pickle.dumps(e))
+    assert type(again) is MissingDataError and str(again) == str(e) and again.files == e.files
+
+
+def test_download_failure_error_carries_each_mirrors_answer(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(MissingDataError) as info:
+        load_mnist(tmp_path, split="test", mirrors=[f"http://127.0.0.1:{port}/"], progress=False)
+    e = info.value
+    assert e.files == (TEST_IMAGES, TEST_LABELS) and e.options == ("data_dir",)
+    assert len(e.failures) == 1 and f"127.0.0.1:{port}" in e.failures[0] and e.offline
 
 
 def test_load_mnist_rejects_unknown_split(tmp_path):

@@ -247,6 +247,19 @@ def test_the_loop_sets_the_learning_rate_through_schedule_apply(small):
     assert [h["lr"] for h in t.history] == [optim.CosineLR(0.1, 4)(e) for e in (0, 1)]
 
 
+def test_run_training_leaves_the_process_allocator_alone(tmp_path, small, monkeypatch):
+    """Tuning glibc is the command line's choice (chainrule train), not the library's."""
+    import chainrule.train.run as run_module
+    from chainrule import backend
+
+    calls = []
+    monkeypatch.setattr(backend, "tune_allocator", lambda *a, **k: calls.append(a) or True)
+    monkeypatch.setattr(run_module, "tune_allocator", backend.tune_allocator, raising=False)
+    cfg = TrainConfig(dataset="digits", epochs=1, hidden=8)
+    run_training(cfg, tmp_path, progress=False, plots=False, log=None, data=small)
+    assert calls == []
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 

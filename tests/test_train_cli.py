@@ -103,6 +103,16 @@ def test_train_output_lines(tmp_path, capsys):
     assert not (tmp_path / "curves.png").exists()
 
 
+def test_train_command_tunes_the_allocator_first(tmp_path, monkeypatch, capsys):
+    from chainrule import backend
+
+    calls = []
+    monkeypatch.setattr(backend, "tune_allocator", lambda *a, **k: calls.append(a) or True)
+    argv = ["train", "--epochs", "1", "--hidden", "8", "--out", str(tmp_path), "--no-progress"]
+    assert main([*argv, "--no-plots"]) == 0
+    assert calls == [()]
+
+
 def test_existing_run_needs_resume_or_overwrite(digits_run, tmp_path, capsys):
     out = str(digits_run)
     assert main(["train", "--out", out, "--no-progress"]) == 1

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         # expected failures (bad input, missing files) get one clear line, not a traceback
         if getattr(args, "debug", False):
             raise
-        print(f"chainrule {args.command}: error: {e}", file=sys.stderr)
+        print(f"chainrule {args.command}: error: {in_cli_words(e)}", file=sys.stderr)
         return 1
     finally:
         if on_main_thread:
@@ -138,3 +138,14 @@ def _silence_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError, AttributeError):  # no real file descriptor (captured in tests)
         pass
+
+
+#: The command line's words for the options that a library error's fix names (``e.options``
+#: of :class:`chainrule.data.MissingDataError`, whose ``str()`` names the keyword arguments).
+CLI_WORDS = {"data_dir": "--data-dir DIR", "download": "drop --no-download"}
+
+
+def in_cli_words(e: Exception) -> str:
+    """The message of ``e``, naming the options of its fix as the command line's flags."""
+    worded = getattr(e, "worded", None)
+    return worded(CLI_WORDS) if callable(worded) else str(e)

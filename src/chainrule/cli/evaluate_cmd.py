@@ -57,9 +57,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{ckpt.path} does not name its dataset: pass --dataset")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    data = load_split(
-        dataset, args.split, args.data_dir, download=not args.no_download, spelling="cli"
-    )
+    data = load_split(dataset, args.split, args.data_dir, download=not args.no_download)
     want = tuple(ckpt.architecture["input_shape"])
     if data.image_shape != want:
         raise ValueError(

@@ -153,6 +153,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from chainrule.backend import tune_allocator
     from chainrule.train import TrainConfig, load_checkpoint, run_training
     from chainrule.train.run import CHECKPOINT
 
@@ -188,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_memory is not None and not args.max_memory > 0:
         raise ValueError(f"--max-memory must be a positive number of GiB, got {args.max_memory}")
     config = TrainConfig(dataset=args.dataset, **given)
+    tune_allocator()  # keep freed activation blocks for reuse: no page faults every step
     result = run_training(
         config,
         out,

@@ -28,10 +28,10 @@ import tempfile
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -41,6 +41,59 @@ from chainrule.data.loader import Dataset
 
 class DataError(ValueError):
     """A data file is missing, corrupt, inconsistent, or could not be downloaded."""
+
+
+#: How :class:`MissingDataError` names its ``options`` when nobody says otherwise: the
+#: keyword arguments of :func:`load_mnist`.
+KEYWORDS: dict[str, str] = {"data_dir": "data_dir=", "download": "call with download=True"}
+
+
+class MissingDataError(DataError):
+    """MNIST files are not in ``folder``, and downloading them was off or failed.
+
+    Fields, for callers that say the fix in their own words: ``folder``; ``files``, the
+    files still missing; ``failures``, one line per mirror tried (empty: downloads were off);
+    ``offline``, whether no mirror could be reached; ``options``, the arguments of
+    :func:`load_mnist` that the fix names (``data_dir``: another folder; ``download``: allow
+    downloads). ``str(error)`` names them as keywords (:data:`KEYWORDS`); :meth:`worded`
+    names them as the caller does (``chainrule train`` passes its flags).
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        files: Sequence[str],
+        failures: Sequence[str] = (),
+        offline: bool = False,
+    ) -> None:
+        self.folder, self.files = folder, tuple(files)
+        self.failures, self.offline = tuple(failures), offline
+        self.options = ("data_dir",) if self.failures else ("data_dir", "download")
+        super().__init__(self.worded(KEYWORDS))
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickle (multiprocessing) rebuilds it from fields
+        return (type(self), (self.folder, self.files, self.failures, self.offline))
+
+    def worded(self, words: Mapping[str, str]) -> str:
+        """The message, naming option o as ``words[o]`` for each o in ``options``."""
+        if not self.failures:
+            return (
+                f"MNIST files missing in {self.folder}: {', '.join(self.files)}. Put them there "
+                f"(gzipped or not), pass {words['data_dir']} to another folder, or "
+                f"{words['download']}."
+            )
+        table = "\n".join(
+            f"  {n}  ({MNIST_FILES[n].size} bytes, sha256 {MNIST_FILES[n].sha256})"
+            for n in self.files
+        )
+        offline = "\nNo mirror could be reached: is this machine offline?" if self.offline else ""
+        return (
+            f"could not download {self.files[0]} from any of {len(self.failures)} mirror(s):\n  "
+            + "\n  ".join(self.failures)
+            + offline
+            + f"\nDownload these files by hand into {self.folder} (or pass {words['data_dir']} "
+            f"to a folder holding them; gzipped or not):\n{table}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,14 +206,6 @@ _SPLIT_FILES = {
 _TIMEOUT_S = 30.0
 _CHUNK = 1 << 16
 
-#: How error messages name the folder option and the way to allow downloads: the library's
-#: keywords, or the command line's flags (``chainrule train`` / ``evaluate``).
-Spelling = Literal["python", "cli"]
-_OPTIONS: dict[str, tuple[str, str]] = {
-    "python": ("data_dir=", "call with download=True"),
-    "cli": ("--data-dir DIR", "drop --no-download"),
-}
-
 
 def default_data_dir() -> Path:
     """The MNIST folder used when none is given: $CHAINRULE_DATA, $XDG_CACHE_HOME/chainrule or
@@ -182,7 +227,6 @@ def load_mnist(
     split: None = ...,
     mirrors: Sequence[str] | None = ...,
     progress: bool = ...,
-    spelling: Spelling = ...,
 ) -> tuple[Dataset, Dataset]: ...
 @overload
 def load_mnist(
@@ -192,7 +236,6 @@ def load_mnist(
     split: Literal["train", "test"],
     mirrors: Sequence[str] | None = ...,
     progress: bool = ...,
-    spelling: Spelling = ...,
 ) -> Dataset: ...
 def load_mnist(
     data_dir: str | os.PathLike[str] | None = None,
@@ -201,18 +244,13 @@ def load_mnist(
     split: Literal["train", "test"] | None = None,
     mirrors: Sequence[str] | None = None,
     progress: bool = True,
-    spelling: Spelling = "python",
 ) -> tuple[Dataset, Dataset] | Dataset:
     """MNIST as (train, test) Datasets of images (N, 1, 28, 28) in [0, 1], or one split.
 
-    ``spelling``: how error messages name the options, ``"python"`` (``data_dir=``,
-    ``download=True``) or ``"cli"`` (``--data-dir DIR``, ``--no-download``) for commands.
+    Missing files that cannot be had raise :class:`MissingDataError`.
     """
     if split is not None and split not in _SPLIT_FILES:
         raise ValueError(f"split must be None, 'train' or 'test', got {split!r}")
-    if spelling not in _OPTIONS:
-        raise ValueError(f"spelling must be 'python' or 'cli', got {spelling!r}")
-    folder_option, allow_download = _OPTIONS[spelling]
     folder = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     splits = ("train", "test") if split is None else (split,)
     stems = [stem for s in splits for stem in _SPLIT_FILES[s]]
@@ -221,15 +259,12 @@ def load_mnist(
     missing = [stem + ".gz" for stem, p in found.items() if p is None]
     if missing:
         if not download:
-            raise DataError(
-                f"MNIST files missing in {folder}: {', '.join(missing)}. Put them there "
-                f"(gzipped or not), pass {folder_option} to another folder, or {allow_download}."
-            )
+            raise MissingDataError(folder, missing)
         if mirrors is None:
             mirrors = MNIST_MIRRORS
         elif isinstance(mirrors, str):
             mirrors = (mirrors,)
-        for name in _download_all(missing, folder, mirrors, progress, folder_option):
+        for name in _download_all(missing, folder, mirrors, progress):
             found[name.removesuffix(".gz")] = folder / name
 
     datasets = []
@@ -289,7 +324,6 @@ def _download_all(
     folder: Path,
     mirrors: Sequence[str],
     progress: bool,
-    folder_option: str,
 ) -> list[str]:
     """Download each of ``names`` into ``folder``; raise DataError naming what is left to do."""
     if not mirrors:
@@ -317,23 +351,7 @@ def _download_all(
                 # OSError: timeouts, resets; HTTPException: malformed answers; ValueError: bad URL.
                 answers.append(f"{url}: {str(exc) or type(exc).__name__}")
         else:
-            left = names[i:]
-            table = "\n".join(
-                f"  {n}  ({MNIST_FILES[n].size} bytes, sha256 {MNIST_FILES[n].sha256})"
-                for n in left
-            )
-            offline = (
-                "\nNo mirror could be reached: is this machine offline?"
-                if unreachable == len(mirrors)
-                else ""
-            )
-            raise DataError(
-                f"could not download {name} from any of {len(mirrors)} mirror(s):\n  "
-                + "\n  ".join(answers)
-                + offline
-                + f"\nDownload these files by hand into {folder} (or pass {folder_option} to a "
-                f"folder holding them; gzipped or not):\n{table}"
-            )
+            raise MissingDataError(folder, names[i:], answers, unreachable == len(mirrors))
     return names
 
 

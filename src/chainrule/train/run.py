@@ -23,13 +23,11 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .. import models
 from ..atomic import PARTIAL_PREFIX, atomic_write_bytes, naming_target, remove_stale_partials
-from ..backend import tune_allocator
 from ..data import Dataset
-from ..data.mnist import Spelling
 from ..extras import require
 from ..optim import OPTIMIZERS, Optimizer, Schedule, make_optimizer, make_schedule
 from .checkpoint import CheckpointError, check_fits, load_checkpoint
@@ -39,6 +37,11 @@ from .metrics import Evaluation, evaluate, predict_scores, strict_json
 __all__ = ["TrainConfig", "TrainResult", "run_training", "load_dataset", "load_split", "DATASETS"]
 
 DATASETS = ("digits", "mnist")
+
+#: How run_training's own error messages name the options: its keywords, or the flags of
+#: ``chainrule train``.
+Spelling = Literal["python", "cli"]
+
 CHECKPOINT = "checkpoint.safetensors"
 #: the run's other files; ``overwrite`` removes the old run's once the new one has a checkpoint
 RUN_OUTPUTS = ("metrics.json", "curves.png", "confusion.png", "misclassified.png")
@@ -146,18 +149,14 @@ def load_dataset(
     name: str,
     data_dir: str | Path | None = None,
     download: bool = True,
-    spelling: Spelling = "python",
 ) -> tuple[Dataset, Dataset]:
-    """(train, test) of ``digits`` (offline, scikit-learn) or ``mnist`` (IDX files).
-
-    ``spelling="cli"``: MNIST's error messages name ``--data-dir``/``--no-download``.
-    """
+    """(train, test) of ``digits`` (offline, scikit-learn) or ``mnist`` (IDX files)."""
     from ..data import load_digits, load_mnist
 
     if name == "digits":
         return load_digits(test_fraction=0.2, seed=0)  # a fixed split: comparable test sets
     if name == "mnist":
-        return load_mnist(data_dir, download=download, spelling=spelling)
+        return load_mnist(data_dir, download=download)
     raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
 
 
@@ -166,7 +165,6 @@ def load_split(
     split: str,
     data_dir: str | Path | None = None,
     download: bool = True,
-    spelling: Spelling = "python",
 ) -> Dataset:
     """One split (``train`` or ``test``) of a dataset; MNIST reads only that split's files."""
     if split not in ("train", "test"):
@@ -178,9 +176,8 @@ def load_split(
             data_dir,
             download=download,
             split="train" if split == "train" else "test",
-            spelling=spelling,
         )
-    train, test = load_dataset(name, data_dir, download, spelling)
+    train, test = load_dataset(name, data_dir, download)
     return train if split == "train" else test
 
 
@@ -209,8 +206,11 @@ def run_training(
     until the new run has validated everything and written its first checkpoint. ``data``
     overrides the dataset loading (train, test). ``memory_limit`` (bytes; default: the memory
     available now) bounds the parameters, gradients and optimiser state. ``spelling="cli"``:
-    error messages name the command line's flags instead of the keywords. ``live_plot``:
-    curves redrawn after each epoch (None: in a Jupyter notebook only).
+    this function's own error messages name the command line's flags instead of the
+    keywords (a missing MNIST file raises :class:`chainrule.data.MissingDataError`, which
+    the caller words). ``live_plot``: curves redrawn after each epoch (None: in a Jupyter
+    notebook only). The process's allocator is left as it is: ``chainrule train`` calls
+    :func:`chainrule.backend.tune_allocator` first.
 
     Everything that can be checked is checked before the first epoch: the settings, the
     extras needed, the data (train and test images alike), that the network fits the data
@@ -262,7 +262,7 @@ def run_training(
                 f"{ckpt.hyperparameters.get('epochs')}); the remaining epochs follow the new curve"
             )
     train_set, test_set = (
-        data if data is not None else load_dataset(cfg.dataset, data_dir, download, spelling)
+        data if data is not None else load_dataset(cfg.dataset, data_dir, download)
     )
     _check_splits(train_set, test_set)
     arch = (
@@ -325,7 +325,6 @@ def run_training(
         saved_epochs.append(trainer.epoch)
 
     trainer.after_save = after_save
-    tune_allocator()  # keep freed activation blocks for reuse: no page faults every step
     started = time.perf_counter()
     try:
         fit = trainer.fit(cfg.epochs, on_batch=on_batch)
