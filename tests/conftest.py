@@ -3,11 +3,17 @@
 The real MNIST files: tests marked ``mnist`` read them from ``$CHAINRULE_MNIST_DIR`` or from
 ``../shared/data/mnist`` beside the checkout. They skip cleanly when neither exists (a user's
 clone); ``.ci/run`` sets ``CHAINRULE_REQUIRE_MNIST=1`` so that there a missing folder fails.
+
+MPI: tests that take the ``mpiexec`` fixture run ``mpiexec -n 2 ...``; they skip when mpi4py or
+MPICH's mpiexec is not installed (``pip install -e ".[mpi]"``), and fail instead under
+``CHAINRULE_REQUIRE_MPI=1`` (``.ci/run``).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +44,23 @@ def mnist_dir() -> Path:
             + ", ".join(MNIST_TEST_FILES)
         )
         if os.environ.get("CHAINRULE_REQUIRE_MNIST") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return found
+
+
+@pytest.fixture(scope="session")
+def mpiexec() -> str:
+    """The mpiexec beside this Python (the mpich wheel's), or on PATH; skips when missing."""
+    beside = Path(sys.executable).parent / "mpiexec"
+    found = str(beside) if beside.is_file() else shutil.which("mpiexec")
+    try:
+        import mpi4py  # noqa: F401  (imported only: MPI itself starts in the launched ranks)
+    except ImportError:
+        found = None
+    if found is None:
+        msg = "mpi4py or mpiexec not installed: pip install -e '.[mpi]' (mpi4py and mpich)"
+        if os.environ.get("CHAINRULE_REQUIRE_MPI") == "1":
             pytest.fail(msg)
         pytest.skip(msg)
     return found

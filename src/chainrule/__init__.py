@@ -11,6 +11,8 @@ Operations come from one table of derivative rules (:mod:`chainrule.rules`); eve
 checked against central differences by ``chainrule gradcheck``.
 """
 
+# _launch first, before NumPy loads its BLAS: a rank of `mpiexec -n N` (N > 1) gets one thread
+from . import _launch  # noqa: F401, I001
 from . import rules
 from .backend import get_backend, set_backend, use_backend
 from .check import GradCheckReport, check_grad, gradcheck

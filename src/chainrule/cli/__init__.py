@@ -16,6 +16,8 @@ import threading
 
 from chainrule.extras import missing_extra
 
+from .._launch import abort_if_distributed, launched_rank, launched_ranks
+
 # one module per subcommand, in the order of the lecture; each has add_parser(subparsers)
 SUBCOMMANDS = (
     "gradcheck",
@@ -93,15 +95,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminated) if on_main_thread else None
+    # every failure below ends with abort_if_distributed: under mpiexec a rank that leaves on its
+    # own would leave the others waiting in a collective; MPI_Abort ends them all at once
     try:
         code = int(args.run(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
         return code
     except _Terminated:
         print("terminated (SIGTERM)", file=sys.stderr)
+        abort_if_distributed(143)
         return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
+        abort_if_distributed(130)
         return 130
     except BrokenPipeError:
         # the reader of stdout is gone (`| head`, or `| dot` without Graphviz installed)
@@ -112,18 +118,22 @@ def main(argv: list[str] | None = None) -> int:
             f"pipe before all was written (is {reader} installed?)",
             file=sys.stderr,
         )
+        abort_if_distributed(141)
         return 141  # 128 + SIGPIPE, as a tool killed by the closed pipe
     except ImportError as e:
         line = missing_extra(e)
         if line is None or getattr(args, "debug", False):
             raise
         print(f"chainrule {args.command}: error: {line}", file=sys.stderr)
+        abort_if_distributed(1)
         return 1
     except (ValueError, TypeError, OSError, RuntimeError) as e:
         # expected failures (bad input, missing files) get one clear line, not a traceback
         if getattr(args, "debug", False):
-            raise
-        print(f"chainrule {args.command}: error: {in_cli_words(e)}", file=sys.stderr)
+            raise  # (under mpiexec the excepthook of chainrule.train.distributed aborts)
+        where = f" (rank {launched_rank()} of {launched_ranks()})" if launched_ranks() > 1 else ""
+        print(f"chainrule {args.command}{where}: error: {in_cli_words(e)}", file=sys.stderr)
+        abort_if_distributed(1)
         return 1
     finally:
         if on_main_thread:

@@ -6,6 +6,10 @@ mini-batches ``(X_B, y_B)`` of ``batch_size`` samples: with ``shuffle`` it draws
 permutation of ``0..N-1`` from a seeded ``numpy.random.Generator`` at every ``iter()``, so each
 epoch visits every sample exactly once, in a different order, and the whole sequence of epochs
 is reproducible from the seed.
+
+``shard=(r, R)`` yields only the r-th of R contiguous slices of every mini-batch (sample
+``r*B//R .. (r+1)*B//R - 1`` of a batch of B), for data-parallel training: the R shards of a
+batch together are exactly the batch that ``shard=(0, 1)`` yields, in the same order.
 """
 
 from __future__ import annotations
@@ -132,6 +136,7 @@ class DataLoader:
         shuffle: bool = True,
         seed: int | None = 0,
         drop_last: bool = False,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if not isinstance(dataset, Dataset):
             raise TypeError(f"DataLoader needs a Dataset, got {type(dataset).__name__}")
@@ -146,6 +151,10 @@ class DataLoader:
                 f"batch_size {batch_size} is larger than the {len(dataset)} samples of "
                 f"{dataset.name!r}: with drop_last=True no batch would ever be produced"
             )
+        rank, ranks = shard
+        if not (isinstance(ranks, (int, np.integer)) and ranks >= 1 and 0 <= rank < ranks):
+            raise ValueError(f"shard must be (rank, ranks) with 0 <= rank < ranks, got {shard}")
+        self.shard = (int(rank), int(ranks))
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -162,8 +171,11 @@ class DataLoader:
         n = len(self.dataset)
         order = self._rng.permutation(n) if self.shuffle else np.arange(n)
         images, labels = self.dataset.images, self.dataset.labels
+        rank, ranks = self.shard
         for b in range(len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            if ranks > 1:  # this rank's contiguous slice of the batch
+                idx = idx[rank * len(idx) // ranks : (rank + 1) * len(idx) // ranks]
             # One fancy-indexing gather per batch: a fresh contiguous copy, never a view.
             yield images[idx], labels[idx]
 

@@ -7,9 +7,11 @@
 Lower level: :class:`Trainer` (the loop with resume and Ctrl-C), :func:`evaluate`
 (surrogate and actual error, confusion matrix), :func:`save_checkpoint` /
 :func:`load_checkpoint` / :func:`load_model` (safetensors); :func:`export_torch` /
-:func:`import_torch` (PyTorch ``state_dict`` files).
+:func:`import_torch` (PyTorch ``state_dict`` files); :mod:`.distributed` for data-parallel
+training under ``mpiexec -n N``.
 """
 
+from . import distributed
 from .checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -24,6 +26,7 @@ from .pytorch import export_torch, import_torch
 from .run import DATASETS, TrainConfig, TrainResult, load_dataset, load_split, run_training
 
 __all__ = [
+    "distributed",
     "Trainer",
     "FitResult",
     "epoch_seed",

@@ -25,6 +25,10 @@ its update), or a parameter is (checked before every checkpoint is written), the
 
 Progress shows as ``tqdm.auto`` bars (widgets in a notebook, text in a terminal); in a Jupyter
 notebook the error curves are also redrawn in place after every epoch (``live_plot``).
+
+Data-parallel (``world``, :mod:`chainrule.train.distributed`): each rank runs the same loop on
+its shard of every batch; the hooks marked "distributed" sum the gradients and the counts and
+agree on stopping, and only rank 0 prints and saves. With one process they change nothing.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from ..display import LiveCurves, in_notebook
 from ..optim import Schedule
 from ..rules import softmax_cross_entropy
 from .checkpoint import Checkpoint, save_checkpoint
-from .metrics import evaluate
+from .distributed import LOCAL, World
 
 __all__ = ["Trainer", "FitResult", "DivergenceError", "epoch_seed", "TRAIN_EVAL_SAMPLES"]
 
@@ -143,6 +147,8 @@ class Trainer:
     rate at the start of each epoch (:meth:`Schedule.apply`). ``live_plot``: redraw the curves
     after each epoch in a notebook (None: on in a Jupyter notebook, off elsewhere; or a
     LiveCurves).
+    ``world``: the ranks of a data-parallel run (:func:`chainrule.train.distributed.world`);
+    only its rank 0 prints and writes.
     """
 
     def __init__(
@@ -161,6 +167,7 @@ class Trainer:
         progress: bool = True,
         log: Callable[[str], None] | None = say,
         live_plot: bool | LiveCurves | None = None,
+        world: World | None = None,
     ) -> None:
         if not isinstance(train_set, Dataset):
             raise TypeError(f"train_set must be a Dataset, got {type(train_set).__name__}")
@@ -184,6 +191,9 @@ class Trainer:
             if isinstance(live_plot, LiveCurves)
             else (LiveCurves() if live_plot else None)
         )
+        self.world = world if world is not None else LOCAL  # distributed: rank 0 alone speaks
+        if not self.world.is_root:
+            self.progress, self.log, self.live = False, None, None
         self.epoch = 0  # completed epochs
         self.position: _Position | None = None  # inside an interrupted epoch
         self.history: list[dict[str, Any]] = []
@@ -203,6 +213,8 @@ class Trainer:
         if target is None:
             raise ValueError("no checkpoint path: pass one or give the Trainer checkpoint_path=")
         self.check_finite()
+        if not self.world.is_root:  # distributed: every rank holds the same state; rank 0 saves
+            return target
         saved = save_checkpoint(
             target,
             self.model,
@@ -276,7 +288,11 @@ class Trainer:
     def loader(self, epoch: int) -> DataLoader:
         """The mini-batches of epoch ``epoch`` (shuffled from (seed, epoch))."""
         return DataLoader(
-            self.train_set, self.batch_size, shuffle=True, seed=epoch_seed(self.seed, epoch)
+            self.train_set,
+            self.batch_size,
+            shuffle=True,
+            seed=epoch_seed(self.seed, epoch),
+            shard=self.world.shard,  # distributed: this rank's slice of every batch
         )
 
     def fit(self, epochs: int, on_batch: Callable[[int, int], None] | None = None) -> FitResult:
@@ -299,14 +315,16 @@ class Trainer:
                         interrupted = True
                         break
                     self._end_epoch(pos, epochs)  # evaluates, saves the checkpoint
-                    if stop.requested:
+                    if self.world.any(stop.requested):  # distributed: all ranks stop together
                         interrupted = True
                         break
             finally:  # also when the run diverges
                 if self.live is not None:
                     self.live.close()
         result = self.result(interrupted)
-        result.stop_signal = stop.signum if interrupted else None
+        # distributed: the signal of whichever rank received one (SIGTERM before SIGINT)
+        signum = self.world.max(stop.signum or 0) if interrupted else 0
+        result.stop_signal = signum or None
         return result
 
     @property
@@ -343,25 +361,34 @@ class Trainer:
         )
         model.train()
         loss_sum, correct, seen = pos.loss_sum, pos.correct, pos.seen
+        n_train, world = len(self.train_set), self.world
         start = time.perf_counter()
         try:
             for b, (x, y) in enumerate(loader):
                 if b < pos.batches:
                     continue  # resumed inside this epoch: these updates are in the checkpoint
-                scores = model(x)
-                loss = softmax_cross_entropy(scores, y)
-                batch_loss = float(loss.data)
+                opt.zero_grad()
+                batch_loss, batch_correct = 0.0, 0
+                if len(y):  # (a rank's shard of a short last batch may be empty)
+                    scores = model(x)
+                    loss = softmax_cross_entropy(scores, y)
+                    batch_loss = float(loss.data) * len(y)
+                    batch_correct = int(np.count_nonzero(scores.data.argmax(axis=1) == y))
+                    if math.isfinite(batch_loss):
+                        loss.backward()
+                # distributed: the whole batch's gradient and counts, the same on every rank
+                n = min(self.batch_size, n_train - b * self.batch_size)
+                batch_loss, batch_correct = world.reduce_batch(
+                    opt.params, len(y), n, batch_loss, batch_correct
+                )
                 if not math.isfinite(batch_loss):  # before the update: the state stays as it was
                     raise DivergenceError(
                         f"training diverged in epoch {epoch + 1}, batch {b + 1} of "
-                        f"{len(loader)}: the surrogate error is {batch_loss}"
+                        f"{len(loader)}: the surrogate error is {batch_loss / n}"
                     )
-                opt.zero_grad()
-                loss.backward()
                 opt.step()
-                n = len(y)
-                loss_sum += batch_loss * n
-                correct += int(np.count_nonzero(scores.data.argmax(axis=1) == y))
+                loss_sum += batch_loss
+                correct += batch_correct
                 seen += n
                 pos.batches = b + 1
                 if on_batch is not None:
@@ -374,7 +401,7 @@ class Trainer:
                             acc=f"{correct / seen:.2%}",
                             refresh=False,
                         )
-                if stop.requested:
+                if world.any(stop.requested):  # distributed: all ranks stop after this batch
                     break
         finally:
             if bar is not None:
@@ -386,6 +413,8 @@ class Trainer:
     def _end_epoch(self, pos: _Position, epochs: int) -> None:
         self.position = pos
         self.check_finite()  # before evaluating a network that cannot be saved
+        self.world.check_same(self.model, pos.epoch + 1)  # distributed: one model on all ranks
+        evaluate = self.world.evaluate  # distributed: each rank scores some of the batches
         train_eval = evaluate(self.model, self.train_eval_set, EVAL_BATCH)
         test_eval = (
             evaluate(self.model, self.test_set, EVAL_BATCH) if self.test_set is not None else None

@@ -26,6 +26,7 @@ from ..engine import Tensor, no_grad
 __all__ = [
     "Evaluation",
     "evaluate",
+    "evaluation_from_scores",
     "predict_scores",
     "confusion_matrix",
     "per_class_accuracy",
@@ -137,10 +138,17 @@ def predict_scores(model: Any, images: np.ndarray, batch_size: int = 1000) -> np
 
 def evaluate(model: Any, dataset: Any, batch_size: int = 1000) -> Evaluation:
     """Surrogate error (mean cross-entropy), accuracy and confusion matrix on a Dataset."""
-    labels = np.asarray(dataset.labels)
-    if len(labels) == 0:
+    if len(dataset.labels) == 0:
         raise ValueError(f"cannot evaluate on the empty dataset {getattr(dataset, 'name', '')!r}")
-    scores = predict_scores(model, dataset.images, batch_size)
+    return evaluation_from_scores(predict_scores(model, dataset.images, batch_size), dataset)
+
+
+def evaluation_from_scores(scores: np.ndarray, dataset: Any) -> Evaluation:
+    """The :class:`Evaluation` of scores (N, classes) for a Dataset's N labels."""
+    # one memory layout (the model's may be samples-innermost), so that the softmax rounds
+    # alike however the scores were put together
+    scores = np.ascontiguousarray(scores, dtype=np.float32)
+    labels = np.asarray(dataset.labels)
     classes = getattr(dataset, "classes", None) or int(scores.shape[1])
     if scores.shape != (len(labels), classes):
         raise ValueError(

@@ -10,6 +10,10 @@ when asked), and leaves in ``out_dir``:
     curves.png               surrogate error and accuracy per epoch (train and test)
     confusion.png            confusion matrix on the test set
     misclassified.png        the test images the network gets wrong, most confident first
+
+Under ``mpiexec -n N`` (:mod:`chainrule.train.distributed`) every rank runs this function: rank
+0 reads the data and the checkpoint and shares them, all ranks train on their shards of every
+batch, and rank 0 alone checks the output folder, prints, and writes the files above.
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ from ..atomic import PARTIAL_PREFIX, atomic_write_bytes, naming_target, remove_s
 from ..data import Dataset
 from ..extras import require
 from ..optim import OPTIMIZERS, Optimizer, Schedule, make_optimizer, make_schedule
+from . import distributed
 from .checkpoint import CheckpointError, check_fits, load_checkpoint
 from .loop import DivergenceError, FitResult, Trainer, say
-from .metrics import Evaluation, evaluate, predict_scores, strict_json
+from .metrics import Evaluation, predict_scores, strict_json
 
 __all__ = ["TrainConfig", "TrainResult", "run_training", "load_dataset", "load_split", "DATASETS"]
 
@@ -197,6 +202,7 @@ def run_training(
     spelling: Spelling = "python",
     live_plot: bool | None = None,
     memory_limit: float | None = None,
+    world: distributed.World | None = None,
 ) -> TrainResult:
     """Train as ``config`` says, writing checkpoint, metrics.json and plots into ``out_dir``.
 
@@ -211,6 +217,8 @@ def run_training(
     the caller words). ``live_plot``: curves redrawn after each epoch (None: in a Jupyter
     notebook only). The process's allocator is left as it is: ``chainrule train`` calls
     :func:`chainrule.backend.tune_allocator` first.
+    ``world``: the ranks (default :func:`distributed.world`: MPI's under mpiexec, else this
+    process alone).
 
     Everything that can be checked is checked before the first epoch: the settings, the
     extras needed, the data (train and test images alike), that the network fits the data
@@ -218,6 +226,10 @@ def run_training(
     :class:`DivergenceError` (after writing metrics.json) when the loss or a parameter
     becomes NaN or inf; the checkpoint on disk then holds the last finite state.
     """
+    world = distributed.world() if world is None else world  # distributed: from here on
+    root = world.is_root  # distributed: rank 0 alone reads and writes files
+    if not root:
+        log = None
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT
     cli = spelling == "cli"
@@ -225,27 +237,35 @@ def run_training(
     if resume and overwrite:
         raise ValueError("resume and overwrite contradict each other")
     if resume:
-        if not ckpt_path.is_file():
-            raise CheckpointError(f"cannot resume: no checkpoint at {ckpt_path}")
-        ckpt = load_checkpoint(ckpt_path)
-        check_fits(ckpt)  # before a network of the stored architecture is built
+        if root:
+            if not ckpt_path.is_file():
+                raise CheckpointError(f"cannot resume: no checkpoint at {ckpt_path}")
+            ckpt = load_checkpoint(ckpt_path)
+            check_fits(ckpt)  # before a network of the stored architecture is built
+        ckpt = world.broadcast_checkpoint(ckpt)
         saved = TrainConfig.from_hyperparameters(ckpt.hyperparameters)
         config = TrainConfig(**{**asdict(saved), "epochs": config.epochs or saved.epochs})
-    elif ckpt_path.exists() and not overwrite:
+    elif root and ckpt_path.exists() and not overwrite:
         raise FileExistsError(
             f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out"
         )
     cfg = config.resolved()
     assert cfg.epochs is not None and cfg.batch_size is not None
+    if cfg.batch_size < world.size:
+        raise ValueError(
+            f"batch size {cfg.batch_size} is smaller than the {world.size} ranks: every rank "
+            f"needs a share of each batch; pass --batch-size {world.size} or more, or fewer ranks"
+        )
     require("safetensors", "writing checkpoints")
     if data is None and cfg.dataset == "digits":
         require("sklearn", "the 8x8 digits (they ship with scikit-learn)")
     if plots:
         require("matplotlib", "plotting", "train", "(or pass --no-plots)" if cli else "")
-    _probe_folder(out)
-    for stale in remove_stale_partials(out):
-        if log is not None:
-            log(f"removed {stale}, left by an earlier write that was killed")
+    if root:
+        _probe_folder(out)
+        for stale in remove_stale_partials(out):
+            if log is not None:
+                log(f"removed {stale}, left by an earlier write that was killed")
     if log is not None and ckpt is not None:
         for note in ckpt.notes:
             log(f"note: {note}")
@@ -261,9 +281,10 @@ def run_training(
                 f"note: the cosine schedule is laid out again over {cfg.epochs} epochs (it was "
                 f"{ckpt.hyperparameters.get('epochs')}); the remaining epochs follow the new curve"
             )
-    train_set, test_set = (
-        data if data is not None else load_dataset(cfg.dataset, data_dir, download)
-    )
+    if data is None and root:
+        data = load_dataset(cfg.dataset, data_dir, download)
+    # distributed: rank 0 read the files, the others receive the arrays
+    train_set, test_set = _shared(world, data)
     _check_splits(train_set, test_set)
     arch = (
         ckpt.architecture
@@ -281,7 +302,8 @@ def run_training(
             f"{train_set.classes}"
         )
     need = _check_memory(arch, cfg, memory_limit, cli)
-    _check_space(out, need)
+    if root:
+        _check_space(out, need)
     model = models.build(arch, rng=cfg.seed)
     _check_model_fits(model, arch, train_set)
     optimizer = cfg.make_optimizer(model.parameters())
@@ -299,6 +321,7 @@ def run_training(
         progress=progress,
         log=log,
         live_plot=live_plot,
+        world=world,
     )
     if ckpt is not None:
         trainer.restore(ckpt)
@@ -314,7 +337,9 @@ def run_training(
             f"batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}"
             + (f" momentum {cfg.momentum}" if getattr(optimizer, "momentum", 0) else "")
             + (f", {cfg.schedule} schedule" if cfg.schedule != "constant" else "")
+            + (f"; {world.size} ranks, each with a share of every batch" if world.size > 1 else "")
         )
+    world.broadcast_state(model, optimizer)  # distributed: rank 0's parameters and state
 
     saved_epochs: list[int] = []  # the epoch of each checkpoint this run writes
 
@@ -326,6 +351,7 @@ def run_training(
 
     trainer.after_save = after_save
     started = time.perf_counter()
+    seconds_before = _train_seconds(ckpt)
     try:
         fit = trainer.fit(cfg.epochs, on_batch=on_batch)
     except DivergenceError as e:
@@ -338,7 +364,7 @@ def run_training(
         else:
             kept = "no checkpoint was written"
         message = f"{e}; {kept}. A smaller learning rate ({'--lr' if cli else 'lr='}) may help"
-        if saved_epochs or not ckpt_path.exists() or ckpt is not None:  # never the old run's
+        if root and (saved_epochs or not ckpt_path.exists() or ckpt is not None):  # not the old
             fit = trainer.result(interrupted=True)
             metrics = _metrics(cfg, arch, model, fit, None, time.perf_counter() - started)
             metrics["diverged"] = message
@@ -347,12 +373,33 @@ def run_training(
     files: dict[str, Path] = {}
     if fit.checkpoint is not None:
         files["checkpoint"] = fit.checkpoint
-    test = None if fit.interrupted else evaluate(model, test_set)
-    metrics = _metrics(cfg, arch, model, fit, test, time.perf_counter() - started)
-    files["metrics"] = atomic_write_bytes(out / "metrics.json", strict_json(metrics).encode())
-    if plots and test is not None and fit.history:
-        files.update(_plots(out, cfg, fit, test, test_set))
+    test = None if fit.interrupted else world.evaluate(model, test_set)
+    if root:  # distributed: rank 0 alone writes
+        metrics = _metrics(cfg, arch, model, fit, test, time.perf_counter() - started)
+        metrics["world_size"] = world.size
+        metrics["blas_threads"] = distributed.blas_threads()
+        metrics["communication"] = world.communication(fit.train_seconds - seconds_before)
+        files["metrics"] = atomic_write_bytes(out / "metrics.json", strict_json(metrics).encode())
+        if plots and test is not None and fit.history:
+            files.update(_plots(out, cfg, fit, test, test_set))
+    world.barrier()  # distributed: no rank leaves before rank 0 has written everything
     return TrainResult(cfg, fit, out, test, files)
+
+
+def _shared(
+    world: distributed.World, data: tuple[Dataset, Dataset] | None
+) -> tuple[Dataset, Dataset]:
+    """(train, test) as rank 0 holds them, on every rank (one rank: ``data`` itself)."""
+    train, test = data if data is not None else (None, None)
+    return world.broadcast_dataset(train), world.broadcast_dataset(test)
+
+
+def _train_seconds(ckpt: Any) -> float:
+    """The training seconds a checkpoint already holds (those of earlier sessions)."""
+    if ckpt is None:
+        return 0.0
+    done = sum(h.get("seconds", 0.0) for h in ckpt.history)
+    return done + (ckpt.progress or {}).get("seconds", 0.0)
 
 
 def available_memory() -> int | None:
