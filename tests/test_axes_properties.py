@@ -52,8 +52,12 @@ def test_transpose(shape, seed, data_):
     n = len(shape)
     perm = data_.draw(st.permutations(range(n)))
     signed = tuple(p - n if data_.draw(st.booleans()) else p for p in perm)
-    compare(lambda x: cr.transpose(x, axes=signed), lambda x: x.permute(*perm),
-            [data(shape, seed)], seed)
+    compare(
+        lambda x: cr.transpose(x, axes=signed),
+        lambda x: x.permute(*perm),
+        [data(shape, seed)],
+        seed,
+    )
     compare(lambda x: x.transpose(signed), lambda x: x.permute(*perm), [data(shape, seed)], seed)
 
 
@@ -69,12 +73,18 @@ def test_sum_and_mean(shape, seed, keepdims, data_):
     axis = data_.draw(reduction_axes(len(shape)))
     dim = tuple(range(len(shape))) if axis is None else axis
     for ours, theirs in [(cr.sum, torch.sum), (cr.mean, torch.mean)]:
-        compare(lambda x, ours=ours: ours(x, axis=axis, keepdims=keepdims),
-                lambda x, theirs=theirs: theirs(x, dim=dim, keepdim=keepdims),
-                [data(shape, seed)], seed)
-        compare(lambda x, ours=ours: getattr(x, ours.name)(axis=axis, keepdims=keepdims),
-                lambda x, theirs=theirs: theirs(x, dim=dim, keepdim=keepdims),
-                [data(shape, seed)], seed)
+        compare(
+            lambda x, ours=ours: ours(x, axis=axis, keepdims=keepdims),
+            lambda x, theirs=theirs: theirs(x, dim=dim, keepdim=keepdims),
+            [data(shape, seed)],
+            seed,
+        )
+        compare(
+            lambda x, ours=ours: getattr(x, ours.name)(axis=axis, keepdims=keepdims),
+            lambda x, theirs=theirs: theirs(x, dim=dim, keepdim=keepdims),
+            [data(shape, seed)],
+            seed,
+        )
 
 
 @SETTINGS
@@ -103,16 +113,25 @@ def test_concat_stack_split(shape, seed, k, data_):
         sh = list(shape)
         sh[axis] = s
         pieces.append(data(tuple(sh), seed + i))
-    compare(lambda *xs: cr.concat(list(xs), axis=axis), lambda *ts: torch.cat(ts, dim=axis),
-            pieces, seed)
-    compare(lambda *xs: cr.concat(*xs, axis=axis), lambda *ts: torch.cat(ts, dim=axis),
-            pieces, seed)
+    compare(
+        lambda *xs: cr.concat(list(xs), axis=axis),
+        lambda *ts: torch.cat(ts, dim=axis),
+        pieces,
+        seed,
+    )
+    compare(
+        lambda *xs: cr.concat(*xs, axis=axis), lambda *ts: torch.cat(ts, dim=axis), pieces, seed
+    )
     same = [data(shape, seed + i) for i in range(k)]
     sax = data_.draw(axis_of(n + 1))
     compare(lambda *xs: cr.stack(xs, axis=sax), lambda *ts: torch.stack(ts, dim=sax), same, seed)
     whole = data(tuple(sum(sizes) if i == axis % n else d for i, d in enumerate(shape)), seed)
-    compare(lambda x: cr.split(x, sizes, axis=axis), lambda t: torch.split(t, sizes, dim=axis),
-            [whole], seed)
+    compare(
+        lambda x: cr.split(x, sizes, axis=axis),
+        lambda t: torch.split(t, sizes, dim=axis),
+        [whole],
+        seed,
+    )
 
 
 @SETTINGS
@@ -121,17 +140,28 @@ def test_softmax_and_log_softmax(shape, seed, data_):
     axis = data_.draw(axis_of(len(shape)))
     x = data(shape, seed)
     compare(lambda t: cr.softmax(t, axis=axis), lambda t: torch.softmax(t, dim=axis), [x], seed)
-    compare(lambda t: cr.log_softmax(t, axis=axis), lambda t: torch.log_softmax(t, dim=axis),
-            [x], seed)
+    compare(
+        lambda t: cr.log_softmax(t, axis=axis), lambda t: torch.log_softmax(t, dim=axis), [x], seed
+    )
 
 
 def test_the_property_tests_cover_every_rule_that_takes_an_axis():
     import inspect
 
     takes_axes = {
-        name for name, fn in {**cr.RULES, **cr.COMPOSITES}.items()
+        name
+        for name, fn in {**cr.RULES, **cr.COMPOSITES}.items()
         if {"axis", "axes"} & set(inspect.signature(getattr(fn, "forward", fn)).parameters)
     }
-    covered = {"transpose", "sum", "mean", "max", "concat", "stack", "split", "softmax",
-               "log_softmax"}
+    covered = {
+        "transpose",
+        "sum",
+        "mean",
+        "max",
+        "concat",
+        "stack",
+        "split",
+        "softmax",
+        "log_softmax",
+    }
     assert takes_axes <= covered, f"rules with axes but no property test: {takes_axes - covered}"

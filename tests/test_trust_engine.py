@@ -180,16 +180,40 @@ def test_mean_over_an_empty_axis_has_an_empty_gradient():
 @pytest.mark.parametrize("value", [3.5, np.float64(2.0), np.float32(-1.5), 2])
 @pytest.mark.parametrize(
     "fn",
-    [cr.max, cr.sum, cr.mean, cr.exp, cr.sin, cr.cos, cr.tanh, cr.sigmoid, cr.relu, cr.negative,
-     cr.absolute, cr.sqrt, cr.log],
+    [
+        cr.max,
+        cr.sum,
+        cr.mean,
+        cr.exp,
+        cr.sin,
+        cr.cos,
+        cr.tanh,
+        cr.sigmoid,
+        cr.relu,
+        cr.negative,
+        cr.absolute,
+        cr.sqrt,
+        cr.log,
+    ],
 )
 def test_functions_accept_python_and_numpy_numbers(fn, value):
     v = abs(value) if fn in (cr.sqrt, cr.log) else value
     out = fn(v)
-    ref = {cr.max: np.max, cr.sum: np.sum, cr.mean: np.mean, cr.exp: np.exp, cr.sin: np.sin,
-           cr.cos: np.cos, cr.tanh: np.tanh, cr.relu: lambda x: np.maximum(x, 0),
-           cr.sigmoid: lambda x: 1 / (1 + np.exp(-np.float64(x))), cr.negative: np.negative,
-           cr.absolute: np.abs, cr.sqrt: np.sqrt, cr.log: np.log}[fn](v)
+    ref = {
+        cr.max: np.max,
+        cr.sum: np.sum,
+        cr.mean: np.mean,
+        cr.exp: np.exp,
+        cr.sin: np.sin,
+        cr.cos: np.cos,
+        cr.tanh: np.tanh,
+        cr.relu: lambda x: np.maximum(x, 0),
+        cr.sigmoid: lambda x: 1 / (1 + np.exp(-np.float64(x))),
+        cr.negative: np.negative,
+        cr.absolute: np.abs,
+        cr.sqrt: np.sqrt,
+        cr.log: np.log,
+    }[fn](v)
     np.testing.assert_allclose(np.asarray(out), ref, rtol=1e-6)
 
 
@@ -221,8 +245,9 @@ def test_missing_vjp_is_not_implemented_naming_rule_and_input():
 # --- 7. the gradient of a 0-d tensor is a 0-d ndarray
 
 
-@pytest.mark.parametrize("make", [lambda x: x * x, lambda x: cr.sum(x), lambda x: cr.max(x),
-                                  lambda x: cr.exp(x) + x])
+@pytest.mark.parametrize(
+    "make", [lambda x: x * x, lambda x: cr.sum(x), lambda x: cr.max(x), lambda x: cr.exp(x) + x]
+)
 def test_grad_of_a_0d_tensor_is_a_writable_0d_array(make):
     x = cr.tensor(2.0, requires_grad=True)
     make(x).backward()

@@ -46,7 +46,7 @@ from .functional import (
 from .graph import to_dot
 from .rules import *  # noqa: F403  (every entry of the table: chainrule.relu, chainrule.conv2d, ...)
 
-abs = absolute  # noqa: A001  (chainrule.abs reads like the lecture)
+abs = rules.absolute  # noqa: A001  (chainrule.abs reads like the lecture)
 
 __version__ = "0.1.0"
 

@@ -27,6 +27,7 @@ are installed from the rule table's operator table by :func:`install_operators`.
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
@@ -334,7 +335,7 @@ def _as_array(data: Any, dtype: Any = None) -> Any:
         arr = B.xp.asarray(data, dtype=dtype)
     except (TypeError, ValueError) as e:
         raise TypeError(f"cannot make a Tensor from {type(data).__name__}: {e}") from None
-    if getattr(arr, "dtype", None) == object:
+    if str(getattr(arr, "dtype", "")) == "object":
         raise TypeError(f"cannot make a Tensor from {type(data).__name__}: not numeric")
     return arr
 
@@ -379,7 +380,7 @@ class Tensor:
 
     @property
     def size(self) -> int:
-        return self.data.size
+        return math.prod(self.data.shape)
 
     @property
     def is_leaf(self) -> bool:
@@ -410,9 +411,7 @@ class Tensor:
         return int(self.data)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
-        import numpy  # NumPy asked for the values: hand them over (any backend)
-
-        arr = numpy.asarray(self.data)
+        arr = B.to_numpy(self.data)  # NumPy asked for the values (from any backend)
         return arr if dtype is None else arr.astype(dtype)
 
     __hash__ = object.__hash__
@@ -434,11 +433,9 @@ class Tensor:
 
     def item(self) -> float:
         """The value of a one-element tensor as a Python number."""
-        if self.data.size != 1:
+        if self.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
-        return B.xp.reshape(self.data, (-1,))[0].item() if hasattr(self.data, "item") else float(
-            self.data
-        )
+        return B.to_numpy(self.data).item()
 
     def numpy(self) -> Any:
         """The underlying array (no copy)."""
@@ -549,7 +546,7 @@ def topological_order(
 
 def _seed(out: Tensor, grad: Any) -> Any:
     if grad is None:
-        if out.data.size != 1:
+        if out.size != 1:
             raise GraphError(
                 f"backward() needs grad= for a non-scalar output of shape {out.shape}: "
                 "pass de/d(output) of that shape, or reduce the output to a scalar first"

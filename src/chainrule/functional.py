@@ -98,13 +98,14 @@ def _finish(g: Any, nested: bool, like: Any) -> Any:
         return g
     g = g.data if isinstance(g, Tensor) else g
     if isinstance(like, numbers.Number) and not isinstance(like, bool):
-        return float(g) if g.size == 1 and g.ndim == 0 else g
+        return float(g) if g.ndim == 0 else g
     return g
 
 
 def _grads(out: Tensor, xs: Sequence[Tensor], nested: bool, seed: Any = None, retain: bool = False):
     if not out.requires_grad:  # f does not depend on its inputs
-        return tuple(Tensor(B.xp.zeros_like(x.data)) if nested else B.xp.zeros_like(x.data) for x in xs)
+        zeros = [B.xp.zeros_like(x.data) for x in xs]
+        return tuple(Tensor(z) for z in zeros) if nested else tuple(zeros)
     return autograd_grad(
         out, list(xs), grad_outputs=seed, create_graph=nested, retain_graph=retain or nested
     )
@@ -130,14 +131,14 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
         for i in nums:
             inner[i] = _enter(args[i])
         out = _call(f, inner, "grad")
-        if out.data.size != 1:
+        if out.size != 1:
             raise GraphError(
                 f"grad needs a scalar-valued function, but f returned shape {out.shape}; "
                 "use jacobian() for vector-valued functions"
             )
         gs = _grads(out, [inner[i] for i in nums], nested)
         gs = tuple(_finish(g, nested, args[i]) for g, i in zip(gs, nums, strict=True))
-        value = out if nested else (out.data.item() if out.data.ndim == 0 else out.data)
+        value = out if nested else (out.item() if out.data.ndim == 0 else out.data)
         return value, (gs[0] if isinstance(argnums, int) else gs)
 
     return run
@@ -194,7 +195,7 @@ def jacobian(f: Callable, layout: str = "denominator") -> Callable:
         nested = _nested(x)
         xin = _enter(x)
         y = _call(f, [xin], "jacobian")
-        ysize = y.data.size
+        ysize = y.size
         if not y.requires_grad:
             zero = B.xp.zeros(xin.shape + y.shape, dtype=xin.dtype)
             jac: Any = Tensor(zero) if nested else zero

@@ -50,6 +50,7 @@ __all__ = [
     "use_backend",
     "tune_allocator",
     "is_array",
+    "to_numpy",
 ]
 
 
@@ -61,7 +62,8 @@ def set_backend(namespace: Any = None) -> Any:
     global xp, kernels, fast_vjps, array_type
     previous = xp
     if namespace is None or namespace is numpy:
-        xp, kernels, fast_vjps, array_type = numpy, numpy_kernels, numpy_kernels.FAST_VJPS, numpy.ndarray
+        xp, kernels, fast_vjps = numpy, numpy_kernels, numpy_kernels.FAST_VJPS
+        array_type = numpy.ndarray
         return previous
     for name in ("asarray", "matmul", "permute_dims", "sum", "exp", "zeros"):
         if not hasattr(namespace, name):
@@ -89,6 +91,15 @@ def use_backend(namespace: Any) -> Iterator[Any]:
         yield namespace
     finally:
         set_backend(previous)
+
+
+def to_numpy(x: Any) -> Any:
+    """The values of an array of any namespace as a NumPy array (no copy for NumPy's)."""
+    if isinstance(x, numpy.ndarray):
+        return x
+    if hasattr(x, "detach"):  # a PyTorch tensor
+        return x.detach().cpu().numpy()
+    return numpy.asarray(x)
 
 
 def is_array(x: Any) -> bool:

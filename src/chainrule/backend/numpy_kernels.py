@@ -26,7 +26,6 @@ orientation; ``tests/test_backend.py`` checks every one against the rule.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy
@@ -67,6 +66,11 @@ def reshape(x: Any, shape: tuple[int, ...]) -> Any:
         return xp.reshape(x, shape, copy=False)
     except ValueError:
         return xp.reshape(xp.ascontiguousarray(x), shape)
+
+
+def getitem(x: Any, index: Any) -> Any:
+    """x[index], NumPy's indexing."""
+    return x[index]
 
 
 def scatter_add(g: Any, shape: tuple[int, ...], index: Any) -> Any:

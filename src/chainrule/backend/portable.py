@@ -48,30 +48,51 @@ def _one_hot(index: Any, n: int, dtype: Any) -> Any:
     return xp.astype(xp.reshape(index, (-1, 1)) == xp.reshape(xp.arange(n), (1, -1)), dtype)
 
 
+def _explicit(index: Any) -> tuple[Any, ...]:
+    """A basic index with a trailing ``...`` (the standard does not assume one)."""
+    items = index if isinstance(index, tuple) else (index,)
+    return items if Ellipsis in items else (*items, Ellipsis)
+
+
 def _is_basic(index: Any) -> bool:
     items = index if isinstance(index, tuple) else (index,)
     return all(isinstance(i, (int, slice)) or i is None or i is Ellipsis for i in items)
+
+
+def _leading_integer_arrays(index: Any, shape: tuple[int, ...], op: str) -> Any:
+    """For an index of integer arrays over the leading k axes: their flat positions (k axes as
+    one, C order) and the shapes (leading, rest)."""
+    items = index if isinstance(index, tuple) else (index,)
+    if items and items[-1] is Ellipsis:
+        items = items[:-1]
+    if not items or not all(hasattr(i, "shape") and not isinstance(i, (int, slice)) for i in items):
+        raise NotImplementedError(
+            f"{op} on this backend supports basic indices or integer arrays over the leading "
+            f"axes, got {index!r}; use the NumPy backend for other fancy indices"
+        )
+    lead, rest = shape[: len(items)], shape[len(items) :]
+    flat = xp.zeros(items[0].shape, dtype=xp.int64)
+    for i, n in zip(items, lead, strict=True):
+        flat = flat * n + xp.astype(i % n, xp.int64)
+    return flat, lead, rest
+
+
+def getitem(x: Any, index: Any) -> Any:
+    """x[index]; integer arrays over the leading axes are gathered with ``take``."""
+    if _is_basic(index):
+        return x[_explicit(index)]
+    flat, lead, rest = _leading_integer_arrays(index, tuple(x.shape), "indexing")
+    picked = xp.take(xp.reshape(x, (math.prod(lead), *rest)), xp.reshape(flat, (-1,)), axis=0)
+    return xp.reshape(picked, (*flat.shape, *rest))
 
 
 def scatter_add(g: Any, shape: tuple[int, ...], index: Any) -> Any:
     """zeros(shape) with g added at ``index``; integer-array indices add up where repeated."""
     if _is_basic(index):
         z = xp.zeros(shape, dtype=g.dtype)
-        z[index] = g
+        z[_explicit(index)] = g
         return z
-    items = index if isinstance(index, tuple) else (index,)
-    if items and items[-1] is Ellipsis:
-        items = items[:-1]
-    if not all(hasattr(i, "shape") and not isinstance(i, (int, slice)) for i in items):
-        raise NotImplementedError(
-            "scatter on this backend supports basic indices or integer arrays over the leading "
-            f"axes, got {index!r}; use the NumPy backend for other fancy indices"
-        )
-    k = len(items)
-    lead, rest = shape[:k], shape[k:]
-    flat = xp.zeros(items[0].shape, dtype=xp.int64)
-    for i, n in zip(items, lead, strict=True):
-        flat = flat * n + xp.astype(i % n, xp.int64)
+    flat, lead, rest = _leading_integer_arrays(index, shape, "scatter")
     onehot = _one_hot(flat, math.prod(lead), g.dtype)  # M x prod(lead)
     gm = xp.reshape(g, (onehot.shape[0], math.prod(rest)))
     return xp.reshape(xp.matrix_transpose(onehot) @ gm, shape)

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from ..engine import Tensor, no_grad
 from ..expr import Expression, ExpressionError, parse
 from ..functional import grad, hessian, jvp, value_and_grad
-from ..engine import Tensor, no_grad
 
 __all__ = [
     "Objective",

@@ -46,9 +46,11 @@ def _relu_vjp(g, out, x, grad_at_zero=0.0):
 
 
 relu.defvjp(_relu_vjp)
-relu.defsamples(lambda r: [
-    ((away_from_zero(r, (3, 4)),), {}),
-    ((away_from_zero(r, (5,)),), {"grad_at_zero": 0.5}),
-])
+relu.defsamples(
+    lambda r: [
+        ((away_from_zero(r, (3, 4)),), {}),
+        ((away_from_zero(r, (5,)),), {"grad_at_zero": 0.5}),
+    ]
+)
 
 __all__ = [k for k, v in list(globals().items()) if isinstance(v, Rule)]

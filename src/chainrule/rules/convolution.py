@@ -44,13 +44,15 @@ unfold.defvjp(
         g, x_shape=shape(x), stride=stride, padding=padding
     )
 )
-unfold.defsamples(lambda r: [
-    ((n(r, 2, 2, 5, 4),), {"window": (3, 2)}),
-    ((n(r, 1, 2, 5, 5),), {"window": (3, 3), "stride": 2, "padding": 1}),
-    ((n(r, 1, 2, 4, 6),), {"window": (2, 2), "stride": 2}),  # windows tile the image
-    ((n(r, 1, 1, 5, 5),), {"window": (2, 2), "stride": 2, "padding": 1}),
-    ((n(r, 2, 1, 4, 4),), {"window": (3, 3), "padding": 1}),
-])
+unfold.defsamples(
+    lambda r: [
+        ((n(r, 2, 2, 5, 4),), {"window": (3, 2)}),
+        ((n(r, 1, 2, 5, 5),), {"window": (3, 3), "stride": 2, "padding": 1}),
+        ((n(r, 1, 2, 4, 6),), {"window": (2, 2), "stride": 2}),  # windows tile the image
+        ((n(r, 1, 1, 5, 5),), {"window": (2, 2), "stride": 2, "padding": 1}),
+        ((n(r, 2, 1, 4, 4),), {"window": (3, 3), "padding": 1}),
+    ]
+)
 
 
 @rule(reads={"cols": ""})
@@ -67,13 +69,15 @@ fold.defvjp(
         g, window=shape(cols)[1:3], stride=stride, padding=padding
     )
 )
-fold.defsamples(lambda r: [  # windows C x Fr x Fc x Ho x Wo x N
-    ((n(r, 2, 3, 2, 3, 3, 2),), {"x_shape": (2, 2, 5, 4)}),
-    ((n(r, 2, 3, 3, 3, 3, 1),), {"x_shape": (1, 2, 5, 5), "stride": 2, "padding": 1}),
-    ((n(r, 2, 2, 2, 2, 3, 1),), {"x_shape": (1, 2, 4, 6), "stride": 2}),
-    ((n(r, 1, 2, 2, 2, 2, 1),), {"x_shape": (1, 1, 5, 5), "stride": 2}),  # last row unused
-    ((n(r, 1, 3, 3, 4, 4, 2),), {"x_shape": (2, 1, 4, 4), "padding": 1}),
-])
+fold.defsamples(
+    lambda r: [  # windows C x Fr x Fc x Ho x Wo x N
+        ((n(r, 2, 3, 2, 3, 3, 2),), {"x_shape": (2, 2, 5, 4)}),
+        ((n(r, 2, 3, 3, 3, 3, 1),), {"x_shape": (1, 2, 5, 5), "stride": 2, "padding": 1}),
+        ((n(r, 2, 2, 2, 2, 3, 1),), {"x_shape": (1, 2, 4, 6), "stride": 2}),
+        ((n(r, 1, 2, 2, 2, 2, 1),), {"x_shape": (1, 1, 5, 5), "stride": 2}),  # last row unused
+        ((n(r, 1, 3, 3, 4, 4, 2),), {"x_shape": (2, 1, 4, 4), "padding": 1}),
+    ]
+)
 
 
 @rule(saves=True, reads={"x": "w", "w": "x saved", "b": ""})
@@ -102,8 +106,7 @@ def _conv2d_params(x, w, b=None, stride=1, padding=0):
         raise ValueError(f"conv2d: padding must be >= 0, got {padding}")
     if h + 2 * padding < sw[2] or wd + 2 * padding < sw[3]:
         raise ShapeError(
-            f"conv2d: a {sw[2]}x{sw[3]} kernel does not fit in a {h}x{wd} image "
-            f"(padding {padding})"
+            f"conv2d: a {sw[2]}x{sw[3]} kernel does not fit in a {h}x{wd} image (padding {padding})"
         )
     return {"stride": stride, "padding": padding}
 
@@ -137,13 +140,15 @@ conv2d.defvjp(
     _conv2d_vjp_w,
     lambda g, out, x, w, b=None, stride=1, padding=0, saved=None: sum(g, axis=(0, 2, 3)),
 )
-conv2d.defsamples(lambda r: [
-    ((n(r, 2, 2, 6, 5), n(r, 3, 2, 3, 3), n(r, 3)), {}),
-    ((n(r, 1, 2, 5, 5), n(r, 2, 2, 3, 3)), {"stride": 2, "padding": 1}),
-    ((n(r, 2, 1, 4, 5), n(r, 2, 1, 3, 2), n(r, 2)), {"padding": 1}),
-    # a kernel of more than 256 numbers (NumPy's kernel then uses one product for all rows)
-    ((n(r, 2, 3, 4, 4), n(r, 10, 3, 3, 3) / 4, n(r, 10)), {"padding": 1}),
-])
+conv2d.defsamples(
+    lambda r: [
+        ((n(r, 2, 2, 6, 5), n(r, 3, 2, 3, 3), n(r, 3)), {}),
+        ((n(r, 1, 2, 5, 5), n(r, 2, 2, 3, 3)), {"stride": 2, "padding": 1}),
+        ((n(r, 2, 1, 4, 5), n(r, 2, 1, 3, 2), n(r, 2)), {"padding": 1}),
+        # a kernel of more than 256 numbers (NumPy's kernel then uses one product for all rows)
+        ((n(r, 2, 3, 4, 4), n(r, 10, 3, 3, 3) / 4, n(r, 10)), {"padding": 1}),
+    ]
+)
 
 
 def _pool_params(op):
@@ -177,12 +182,14 @@ def _max_pool2d_vjp(g, out, x, kernel_size, stride=None, saved=None):
 
 max_pool2d.defvjp(_max_pool2d_vjp)
 max_pool2d.defparams(_pool_params("max_pool2d"))
-max_pool2d.defsamples(lambda r: [
-    ((distinct(r, (2, 2, 4, 4)),), {"kernel_size": 2}),
-    ((distinct(r, (1, 2, 5, 5)),), {"kernel_size": 3, "stride": 1}),
-    ((distinct(r, (1, 1, 5, 5)),), {"kernel_size": 2}),
-    ((distinct(r, (1, 2, 5, 6)),), {"kernel_size": (2, 3), "stride": 1}),
-])
+max_pool2d.defsamples(
+    lambda r: [
+        ((distinct(r, (2, 2, 4, 4)),), {"kernel_size": 2}),
+        ((distinct(r, (1, 2, 5, 5)),), {"kernel_size": 3, "stride": 1}),
+        ((distinct(r, (1, 1, 5, 5)),), {"kernel_size": 2}),
+        ((distinct(r, (1, 2, 5, 6)),), {"kernel_size": (2, 3), "stride": 1}),
+    ]
+)
 
 
 @composite("d avgpool/dx: each window's gradient is divided equally among its Fr*Fc inputs")
@@ -193,9 +200,11 @@ def avg_pool2d(x, kernel_size, stride=None):
     return transpose(mean(win, axis=(1, 2)), axes=(3, 0, 1, 2))
 
 
-avg_pool2d.defsamples(lambda r: [
-    ((n(r, 2, 2, 4, 4),), {"kernel_size": 2}),
-    ((n(r, 1, 1, 5, 5),), {"kernel_size": 3, "stride": 2}),
-])
+avg_pool2d.defsamples(
+    lambda r: [
+        ((n(r, 2, 2, 4, 4),), {"kernel_size": 2}),
+        ((n(r, 1, 1, 5, 5),), {"kernel_size": 3, "stride": 2}),
+    ]
+)
 
 __all__ = [k for k, v in list(globals().items()) if isinstance(v, (Rule, Composite))]

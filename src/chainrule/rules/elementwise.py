@@ -22,11 +22,13 @@ def add(a, b):
 
 
 add.defvjp(lambda g, out, a, b: g, lambda g, out, a, b: g)
-add.defsamples(lambda r: [
-    ((n(r, 3, 4), n(r, 3, 4)), {}),
-    ((n(r, 3, 4), n(r, 4)), {}),
-    ((n(r, 2, 1, 3), n(r, 4, 1)), {}),
-])
+add.defsamples(
+    lambda r: [
+        ((n(r, 3, 4), n(r, 3, 4)), {}),
+        ((n(r, 3, 4), n(r, 4)), {}),
+        ((n(r, 2, 1, 3), n(r, 4, 1)), {}),
+    ]
+)
 
 
 @rule(reads={"a": "", "b": ""})
@@ -105,11 +107,13 @@ def _power_vjp_p(g, out, a, p):
 
 
 power.defvjp(_power_vjp_a, _power_vjp_p)
-power.defsamples(lambda r: [
-    ((pos(r, 3, 2), n(r, 3, 2)), {}),
-    ((n(r, 4), 3), {}),
-    ((pos(r, 4), 0.5), {}),
-])
+power.defsamples(
+    lambda r: [
+        ((pos(r, 3, 2), n(r, 3, 2)), {}),
+        ((n(r, 4), 3), {}),
+        ((pos(r, 4), 0.5), {}),
+    ]
+)
 
 
 @rule(reads={"x": "out"})

@@ -6,7 +6,7 @@ import math
 
 from .. import backend as B
 from ..engine import Rule, ShapeError, rule
-from ._common import data, ints, mask, n, one_axis_params, shape
+from ._common import data, ints, n, one_axis_params, shape
 from .elementwise import exp, negative, scale
 from .shapes import getitem, scatter, sum
 
@@ -74,7 +74,7 @@ def _batch(labels):
 def cross_entropy(p, labels):
     """e = -log p(k*):  de/dp = -1/p(k*) at the true class k*, 0 elsewhere (mean over a batch)"""
     labels = _check_labels("cross_entropy", p, labels)
-    picked = p[_label_index(labels)]
+    picked = B.kernels.getitem(p, _label_index(labels))
     return -B.xp.mean(B.xp.log(picked)) if p.ndim == 2 else -B.xp.log(picked)
 
 
@@ -86,10 +86,12 @@ def _cross_entropy_vjp(g, out, p, labels):
 
 
 cross_entropy.defvjp(_cross_entropy_vjp)
-cross_entropy.defsamples(lambda r: [
-    ((r.dirichlet([1.0] * 4, size=3), ints(0, 3, 1)), {}),
-    ((r.dirichlet([1.0] * 5), ints(2)), {}),
-])
+cross_entropy.defsamples(
+    lambda r: [
+        ((r.dirichlet([1.0] * 4, size=3), ints(0, 3, 1)), {}),
+        ((r.dirichlet([1.0] * 5), ints(2)), {}),
+    ]
+)
 
 
 @rule(reads={"x": "x target", "target": "x target"})
@@ -130,9 +132,11 @@ def _sce_vjp(g, out, logits, labels, saved=None):
 
 
 softmax_cross_entropy.defvjp(_sce_vjp)
-softmax_cross_entropy.defsamples(lambda r: [
-    ((n(r, 4, 5) * 2, ints(0, 4, 2, 2)), {}),
-    ((n(r, 3), ints(1)), {}),
-])
+softmax_cross_entropy.defsamples(
+    lambda r: [
+        ((n(r, 4, 5) * 2, ints(0, 4, 2, 2)), {}),
+        ((n(r, 3), ints(1)), {}),
+    ]
+)
 
 __all__ = [k for k, v in list(globals().items()) if isinstance(v, Rule)]

@@ -69,14 +69,16 @@ def _matmul_vjp_b(g, out, a, b):
 
 
 matmul.defvjp(_matmul_vjp_a, _matmul_vjp_b)
-matmul.defsamples(lambda r: [  # x^T a, A x, x^T A, A B, a batch of A's, x^T times a batch
-    ((n(r, 4), n(r, 4)), {}),
-    ((n(r, 3, 4), n(r, 4)), {}),
-    ((n(r, 3), n(r, 3, 4)), {}),
-    ((n(r, 3, 4), n(r, 4, 2)), {}),
-    ((n(r, 2, 3, 4), n(r, 4, 2)), {}),
-    ((n(r, 3), n(r, 2, 3, 4)), {}),
-])
+matmul.defsamples(
+    lambda r: [  # x^T a, A x, x^T A, A B, a batch of A's, x^T times a batch
+        ((n(r, 4), n(r, 4)), {}),
+        ((n(r, 3, 4), n(r, 4)), {}),
+        ((n(r, 3), n(r, 3, 4)), {}),
+        ((n(r, 3, 4), n(r, 4, 2)), {}),
+        ((n(r, 2, 3, 4), n(r, 4, 2)), {}),
+        ((n(r, 3), n(r, 2, 3, 4)), {}),
+    ]
+)
 
 
 @rule(reads={"x": "w", "w": "x", "b": ""})
@@ -104,11 +106,13 @@ linear.defvjp(
     _linear_vjp_w,
     lambda g, out, x, w, b=None: g,  # the engine sums over the batch (un-broadcasting)
 )
-linear.defsamples(lambda r: [
-    ((n(r, 5, 3), n(r, 4, 3), n(r, 4)), {}),
-    ((n(r, 3), n(r, 2, 3)), {}),
-    ((n(r, 2, 2, 3), n(r, 4, 3), n(r, 4)), {}),
-])
+linear.defsamples(
+    lambda r: [
+        ((n(r, 5, 3), n(r, 4, 3), n(r, 4)), {}),
+        ((n(r, 3), n(r, 2, 3)), {}),
+        ((n(r, 2, 2, 3), n(r, 4, 3), n(r, 4)), {}),
+    ]
+)
 
 
 @rule(reads={"w": "x", "x": "w", "b": ""})
@@ -124,7 +128,9 @@ def affine(w, x, b=None):
             f"affine: H must be O x K and X ... x K x P with the same K, got shapes {sw} and {sx}"
         )
     if b is not None and shape(b) != (sw[0],):
-        raise ShapeError(f"affine: h must have shape ({sw[0]},) for H of shape {sw}, got {shape(b)}")
+        raise ShapeError(
+            f"affine: h must have shape ({sw[0]},) for H of shape {sw}, got {shape(b)}"
+        )
     return B.kernels.affine(w, x, b)
 
 
@@ -133,10 +139,12 @@ affine.defvjp(
     lambda g, out, w, x, b=None: _mT(w) @ g,
     lambda g, out, w, x, b=None: sum(g, axis=-1),  # and the engine sums the stack axes
 )
-affine.defsamples(lambda r: [
-    ((n(r, 4, 3), n(r, 3, 5), n(r, 4)), {}),
-    ((n(r, 2, 3), n(r, 3, 4)), {}),
-    ((n(r, 4, 3), n(r, 2, 3, 2), n(r, 4)), {}),  # a stack of two 3 x 2 matrices
-])
+affine.defsamples(
+    lambda r: [
+        ((n(r, 4, 3), n(r, 3, 5), n(r, 4)), {}),
+        ((n(r, 2, 3), n(r, 3, 4)), {}),
+        ((n(r, 4, 3), n(r, 2, 3, 2), n(r, 4)), {}),  # a stack of two 3 x 2 matrices
+    ]
+)
 
 __all__ = [k for k, v in list(globals().items()) if isinstance(v, Rule)]

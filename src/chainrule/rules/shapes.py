@@ -13,7 +13,6 @@ import numbers
 
 from .. import backend as B
 from ..engine import Composite, Rule, ShapeError, composite, rule
-from .elementwise import scale
 from ._common import (
     axis_index,
     axis_tuple,
@@ -25,6 +24,7 @@ from ._common import (
     reduction_params,
     shape,
 )
+from .elementwise import scale
 
 
 @rule(reads={"x": ""})
@@ -84,11 +84,13 @@ def _sum_vjp(g, out, x, axis=None, keepdims=False):
 
 sum.defvjp(_sum_vjp)
 sum.defparams(reduction_params("sum"))
-sum.defsamples(lambda r: [
-    ((n(r, 3, 4),), {}),
-    ((n(r, 3, 4),), {"axis": 0}),
-    ((n(r, 2, 3, 4),), {"axis": (0, -1), "keepdims": True}),
-])
+sum.defsamples(
+    lambda r: [
+        ((n(r, 3, 4),), {}),
+        ((n(r, 3, 4),), {"axis": 0}),
+        ((n(r, 2, 3, 4),), {"axis": (0, -1), "keepdims": True}),
+    ]
+)
 
 
 @rule(reads={"x": ""})
@@ -139,11 +141,13 @@ max.defvjp(
     )
 )
 max.defparams(reduction_params("max"))
-max.defsamples(lambda r: [
-    ((distinct(r, (3, 4)),), {}),
-    ((distinct(r, (3, 4)),), {"axis": 1}),
-    ((distinct(r, (3, 4)),), {"axis": -2, "keepdims": True}),
-])
+max.defsamples(
+    lambda r: [
+        ((distinct(r, (3, 4)),), {}),
+        ((distinct(r, (3, 4)),), {"axis": 1}),
+        ((distinct(r, (3, 4)),), {"axis": -2, "keepdims": True}),
+    ]
+)
 
 
 @rule(reads={"x": ""})
@@ -183,6 +187,8 @@ cast.defvjp(lambda g, out, x, dtype: cast(g, dtype=data(x).dtype))
 @cast.defparams
 def _cast_params(x, dtype):
     return {"dtype": getattr(B.xp, dtype) if isinstance(dtype, str) else dtype}
+
+
 cast.defsamples(lambda r: [((n(r, 3),), {"dtype": B.xp.float64})])
 
 
@@ -190,7 +196,7 @@ cast.defsamples(lambda r: [((n(r, 3),), {"dtype": B.xp.float64})])
 def getitem(x, index):
     """d x[index]/dx: the gradient goes back to the picked entries (summed where repeated)"""
     try:
-        return x[index]
+        return B.kernels.getitem(x, index)
     except IndexError as e:
         raise IndexError(
             f"getitem: index {index!r} does not fit shape {tuple(x.shape)}: {e}"
@@ -198,11 +204,13 @@ def getitem(x, index):
 
 
 getitem.defvjp(lambda g, out, x, index: scatter(g, shape=tuple(x.shape), index=index))
-getitem.defsamples(lambda r: [
-    ((n(r, 4, 5),), {"index": (slice(1, 3), slice(None, None, 2))}),
-    ((n(r, 4, 5),), {"index": (ints(0, 2, 0),)}),
-    ((n(r, 4, 5),), {"index": 2}),
-])
+getitem.defsamples(
+    lambda r: [
+        ((n(r, 4, 5),), {"index": (slice(1, 3), slice(None, None, 2))}),
+        ((n(r, 4, 5),), {"index": (ints(0, 2, 0),)}),
+        ((n(r, 4, 5),), {"index": 2}),
+    ]
+)
 
 
 @rule(reads={"g": ""})
@@ -212,10 +220,12 @@ def scatter(g, shape, index):
 
 
 scatter.defvjp(lambda g, out, gin, shape, index: getitem(g, index=index))
-scatter.defsamples(lambda r: [
-    ((n(r, 2, 3),), {"shape": (4, 3), "index": (slice(1, 3),)}),
-    ((n(r, 3),), {"shape": (4,), "index": (ints(0, 2, 0),)}),
-])
+scatter.defsamples(
+    lambda r: [
+        ((n(r, 2, 3),), {"shape": (4, 3), "index": (slice(1, 3),)}),
+        ((n(r, 3),), {"shape": (4,), "index": (ints(0, 2, 0),)}),
+    ]
+)
 
 
 def _piece(g, ax, start, stop):
@@ -249,17 +259,20 @@ def _concat_params(*xs, axis=0):
 
 
 concat.defvjp_all(_concat_vjp)
-concat.defsamples(lambda r: [
-    ((n(r, 2, 3), n(r, 1, 3)), {}),
-    ((n(r, 2, 3), n(r, 2, 2)), {"axis": -1}),
-])
+concat.defsamples(
+    lambda r: [
+        ((n(r, 2, 3), n(r, 1, 3)), {}),
+        ((n(r, 2, 3), n(r, 2, 2)), {"axis": -1}),
+    ]
+)
 
 
 @rule(reads={"xs": ""})
 def stack(*xs, axis=0):
     """d stack(x1, x2, ...)/dxi: slice i of the gradient"""
     if len({shape(x) for x in xs}) > 1:
-        raise ShapeError(f"stack: all inputs must have the same shape, got {[shape(x) for x in xs]}")
+        shapes = [shape(x) for x in xs]
+        raise ShapeError(f"stack: all inputs must have the same shape, got {shapes}")
     return B.xp.stack(xs, axis=axis)
 
 
@@ -275,10 +288,12 @@ stack.defvjp_all(
         getitem(g, index=(slice(None),) * axis + (i,)) for i in range(len(xs))
     )
 )
-stack.defsamples(lambda r: [
-    ((n(r, 2, 3), n(r, 2, 3)), {}),
-    ((n(r, 3), n(r, 3), n(r, 3)), {"axis": 1}),
-])
+stack.defsamples(
+    lambda r: [
+        ((n(r, 2, 3), n(r, 2, 3)), {}),
+        ((n(r, 3), n(r, 3), n(r, 3)), {"axis": 1}),
+    ]
+)
 
 
 @composite("d split(x)/dx: the pieces' gradients are concatenated back")
@@ -303,9 +318,11 @@ def split(x, sections, axis=0):
     return out
 
 
-split.defsamples(lambda r: [
-    ((n(r, 6, 2),), {"sections": 3}),
-    ((n(r, 2, 5),), {"sections": [2, 3], "axis": -1}),
-])
+split.defsamples(
+    lambda r: [
+        ((n(r, 6, 2),), {"sections": 3}),
+        ((n(r, 2, 5),), {"sections": [2, 3], "axis": -1}),
+    ]
+)
 
 __all__ = [k for k, v in list(globals().items()) if isinstance(v, (Rule, Composite))]

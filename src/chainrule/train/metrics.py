@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..rules import softmax, softmax_cross_entropy
 from ..engine import Tensor, no_grad
+from ..rules import softmax, softmax_cross_entropy
 
 __all__ = [
     "Evaluation",
