@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule import backend
+from chainrule import backend, models, optim
 
 NAMESPACES = {"array_api_strict": array_api_strict, "torch": torch_xp}
 
@@ -54,6 +54,41 @@ def test_grad_jacobian_hessian_match_numpy(xp):
     np.testing.assert_allclose(to_np(cr.grad(f)(x)), g_np, rtol=1e-12)
     np.testing.assert_allclose(to_np(cr.jacobian(lambda x: cr.tanh(x) * x[0])(x)), j_np, rtol=1e-12)
     np.testing.assert_allclose(to_np(cr.hessian(f)(x)), h_np, rtol=1e-12)
+
+
+def _step(model, x, y):
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    losses = []
+    for _ in range(2):
+        opt.zero_grad()
+        loss = cr.softmax_cross_entropy(model(cr.tensor(x)), y)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    return losses, [to_np(p) for p in model.parameters()]
+
+
+@pytest.mark.parametrize("which", ["mlp", "cnn"])
+def test_mlp_and_lenet_train_steps_match_numpy(xp, which):
+    """The lecture's MLP and LeNet-5, two SGD steps with momentum, in float64."""
+    rng = np.random.default_rng(0)
+    shape = (1, 28, 28) if which == "cnn" else (1, 6, 6)
+    x = rng.standard_normal((4, *shape))
+    y = np.array([0, 3, 9, 3])
+
+    def build(ns):
+        with cr.use_backend(np):
+            model = models.cnn(shape, rng=1) if which == "cnn" else models.mlp(shape, 16, rng=1)
+        for p in model.parameters():
+            p.data = ns.asarray(np.asarray(p.data, dtype=np.float64))
+        return model
+
+    with cr.use_backend(np):
+        want_losses, want_params = _step(build(np), x, y)
+    got_losses, got_params = _step(build(xp), xp.asarray(x), xp.asarray(y))
+    np.testing.assert_allclose(got_losses, want_losses, rtol=1e-10)
+    for got, want in zip(got_params, want_params, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
 
 
 def test_fancy_index_backward_adds_repeated_indices(xp):

@@ -30,7 +30,11 @@ from typing import Any
 
 import numpy
 
+from .numpy_updates import adam_update, sgd_update, state_array, steps_array, steps_from
+
 xp = numpy
+
+__all__ = ["adam_update", "sgd_update", "state_array", "steps_array", "steps_from"]  # and below
 
 
 def out_size(size: int, window: int, stride: int, padding: int) -> int:
@@ -60,7 +64,7 @@ def reshape(x: Any, shape: tuple[int, ...]) -> Any:
     """A view when the strides allow one, else one C-order copy.
 
     NumPy's own reshape copy of a transposed or overlapping view (such as unfold's windows) is
-    ~3x slower than making it C-contiguous first.
+    slower than making it C-contiguous first (one pass in C order).
     """
     try:
         return xp.reshape(x, shape, copy=False)
@@ -206,7 +210,7 @@ def unfold(x: Any, window: tuple[int, int], stride: int, padding: int) -> Any:
 
 def im2col(x: Any, window: tuple[int, int], stride: int, padding: int) -> Any:
     """The whole batch's im2col matrix (C Fr Fc) x (Ho Wo N), contiguous: Fr Fc block copies
-    (~2x faster than copying :func:`unfold`'s view)."""
+    of whole window entries (fewer, longer runs than copying :func:`unfold`'s view)."""
     fr, fc = window
     n, c, h, w = x.shape
     ho, wo = out_size(h, fr, stride, padding), out_size(w, fc, stride, padding)
@@ -309,7 +313,7 @@ def max_pool2d(x: Any, kernel: tuple[int, int], stride: int) -> tuple[Any, Any]:
     """(the window maxima N x C x Ho x Wo, the first-maximum mask C x kr x kc x Ho x Wo x N).
 
     Each window entry is a strided view of (C, H, W, N) memory (runs of N numbers); the mask
-    takes a few passes per window entry (argmax along a middle axis is several times slower).
+    takes a few passes per window entry (argmax along a middle axis makes short strided passes).
     """
     kr, kc = kernel
     xc = channels_last_batch(x)

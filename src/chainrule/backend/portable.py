@@ -193,3 +193,45 @@ def softmax_cross_entropy(logits: Any, index: Any) -> tuple[Any, Any]:
     else:
         loss = -logp[index[0]]
     return loss, xp.exp(logp)
+
+
+# ----------------------------------------------------------------------------- optimisers
+
+
+def sgd_update(param, grad, velocity, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    """SGD's formula (see :mod:`.numpy_updates`) on whole arrays: h in place, returns v."""
+    g = grad + weight_decay * param if weight_decay else grad
+    if momentum:
+        velocity = g if velocity is None else momentum * velocity + g
+        step = g + momentum * velocity if nesterov else velocity
+    else:
+        velocity, step = None, g
+    param[...] = param - lr * step
+    return velocity
+
+
+def adam_update(param, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+    """Adam's formula on whole arrays: h in place, returns (m, v)."""
+    g = grad + weight_decay * param if weight_decay else grad
+    m = (1.0 - beta1) * g if m is None else beta1 * m + (1.0 - beta1) * g
+    v = (1.0 - beta2) * (g * g) if v is None else beta2 * v + (1.0 - beta2) * (g * g)
+    step_size = lr / (1.0 - beta1**step)
+    denom = xp.sqrt(v) / math.sqrt(1.0 - beta2**step) + eps
+    param[...] = param - step_size * (m / denom)
+    return m, v
+
+
+def steps_array(steps: int) -> Any:
+    import numpy  # checkpoints are written from NumPy arrays
+
+    return numpy.array([steps], dtype=numpy.int64)
+
+
+def steps_from(array: Any) -> int:
+    import numpy
+
+    return int(numpy.asarray(array).reshape(-1)[0])
+
+
+def state_array(value: Any, like: Any) -> Any:
+    return xp.asarray(xp.asarray(value), dtype=like.dtype, copy=True)

@@ -1,5 +1,8 @@
 """Weight initialisation, seeded through a ``numpy.random.Generator``.
 
+The draws come from NumPy's generator on every backend, so a seed gives the same weights
+whatever array namespace is active (a Parameter moves them into it).
+
 fan_in / fan_out of a weight: Linear out x in -> (in, out); Conv2d O x C x Fr x Fc ->
 (C Fr Fc, O Fr Fc).
 
@@ -16,6 +19,13 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+
+Generator = np.random.Generator
+
+
+def generator(rng: Generator | int | None) -> Generator:
+    """``rng`` itself, or a new generator seeded with it (None: fresh entropy)."""
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:

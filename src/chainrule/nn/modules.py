@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
-
+from .. import backend as B
 from .. import rules
 from ..engine import Tensor
-from .init import INITS, pytorch_uniform
+from .init import INITS, Generator, generator, pytorch_uniform
 
 
 class Parameter(Tensor):
@@ -25,12 +24,8 @@ class Parameter(Tensor):
         super().__init__(data, requires_grad=True, name=name)
 
 
-def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-
-
 def _weight_and_bias(
-    rng: np.random.Generator | int | None,
+    rng: Generator | int | None,
     shape: tuple[int, ...],
     fan_in: int,
     init: str,
@@ -43,7 +38,7 @@ def _weight_and_bias(
     """
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose from {sorted(INITS)}")
-    g = _rng(rng)
+    g = generator(rng)
     weight = Parameter(INITS[init](g, shape, dtype=dtype))
     b = Parameter(pytorch_uniform(g, shape[:1], fan_in=fan_in, dtype=dtype)) if bias else None
     if b is not None and init != "pytorch":
@@ -90,7 +85,7 @@ class Module:
     def eval(self) -> Module:
         return self.train(False)
 
-    def state_dict(self) -> dict[str, np.ndarray]:
+    def state_dict(self) -> dict[str, Any]:
         """Parameter arrays by dotted name (e.g. ``layers.0.weight``)."""
         return {name: p.data for name, p in self.named_parameters()}
 
@@ -104,12 +99,12 @@ class Module:
                 f"state dict does not fit the model: missing {missing}, unexpected {unexpected}"
             )
         for name, p in own.items():
-            value = np.asarray(state[name])
-            if value.shape != p.shape:
+            value = B.xp.asarray(state[name])
+            if tuple(value.shape) != p.shape:
                 raise ValueError(
                     f"state dict: {name} has shape {value.shape}, the model expects {p.shape}"
                 )
-            p.data = value.astype(p.dtype, copy=True)
+            p.data = B.xp.asarray(value, dtype=p.dtype, copy=True)
 
     def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters())
@@ -135,8 +130,8 @@ class Linear(Module):
         bias: bool = True,
         *,
         init: str = "pytorch",
-        rng: np.random.Generator | int | None = None,
-        dtype: Any = np.float32,
+        rng: Generator | int | None = None,
+        dtype: Any = "float32",
     ) -> None:
         if in_features <= 0 or out_features <= 0:
             raise ValueError(
@@ -167,8 +162,8 @@ class Conv2d(Module):
         bias: bool = True,
         *,
         init: str = "pytorch",
-        rng: np.random.Generator | int | None = None,
-        dtype: Any = np.float32,
+        rng: Generator | int | None = None,
+        dtype: Any = "float32",
     ) -> None:
         k = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
         if in_channels <= 0 or out_channels <= 0 or min(k) <= 0:

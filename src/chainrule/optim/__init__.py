@@ -6,9 +6,9 @@ back propagation, and its refinements:
     SGD    h_{t+1} = h_t - alpha_t de/dh_t           (momentum, nesterov, weight decay)
     Adam   h <- h - alpha m_hat / (sqrt(v_hat) + eps), m and v running means of g and g^2
 
-Each optimiser module (:mod:`.sgd`, :mod:`.adam`) states its formula and calls the fused,
-block-by-block update of :mod:`chainrule.backend_optim`; the numbers are PyTorch's
-``torch.optim.SGD`` and ``torch.optim.Adam``, operation for operation. :mod:`.schedules` gives
+Each optimiser module (:mod:`.sgd`, :mod:`.adam`) states its formula and calls the active
+backend's fused update (NumPy's runs block by block, ``backend/numpy_updates.py``); the numbers
+are PyTorch's ``torch.optim.SGD`` and ``torch.optim.Adam``, operation for operation. :mod:`.schedules` gives
 alpha_t per epoch; :meth:`Schedule.apply` is where a training loop sets it.
 
 :data:`OPTIMIZERS` is the one list of optimisers by name: ``TrainConfig`` and the command

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..backend_optim import adam_update
+from .. import backend as B
 from ..engine import Tensor
 from .base import Optimizer, fraction, non_negative, positive
 
@@ -44,6 +44,6 @@ class Adam(Optimizer):
         m, v = self.state["m"], self.state["v"]
         for i, h in enumerate(self.params):
             if h.grad is not None:  # m <- b1 m + (1 - b1) g ; v <- b2 v + (1 - b2) g^2 ; h <- ...
-                m[i], v[i] = adam_update(
+                m[i], v[i] = B.kernels.adam_update(
                     h.data, h.grad, m[i], v[i], t, self.lr, b1, b2, self.eps, self.weight_decay
                 )

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from ..backend_optim import state_array, steps_array, steps_from
+from .. import backend as B
 from ..engine import Tensor
 
 
@@ -62,7 +62,7 @@ class Optimizer:
     # -- state for checkpoints -----------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """State arrays by name ``<state>.<parameter index>``, plus ``steps`` (shape (1,))."""
-        out = {"steps": steps_array(self.steps)}
+        out = {"steps": B.kernels.steps_array(self.steps)}
         for n, arrays in self.state.items():
             for i, a in enumerate(arrays):
                 if a is not None:
@@ -84,7 +84,7 @@ class Optimizer:
                     f"{len(self.params)} parameters (state names: {list(self.state_names)})"
                 )
             p = self.params[int(idx)]
-            value = state_array(value, like=p.data)
+            value = B.kernels.state_array(value, like=p.data)
             if value.shape != p.shape:
                 raise ValueError(
                     f"optimizer state {key!r} has shape {value.shape}, parameter {idx} has "
@@ -92,7 +92,7 @@ class Optimizer:
                 )
             new[n][int(idx)] = value
         self.state = new
-        self.steps = steps_from(state["steps"])
+        self.steps = B.kernels.steps_from(state["steps"])
 
 
 def positive(what: str, value: float) -> float:

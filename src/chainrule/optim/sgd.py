@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..backend_optim import sgd_update
+from .. import backend as B
 from ..engine import Tensor
 from .base import Optimizer, fraction, non_negative
 
@@ -50,7 +50,7 @@ class SGD(Optimizer):
         v = self.velocity
         for i, h in enumerate(self.params):
             if h.grad is not None:  # v <- mu v + (de/dh + wd h) ;  h <- h - lr v
-                v[i] = sgd_update(
+                v[i] = B.kernels.sgd_update(
                     h.data, h.grad, v[i], self.lr, self.momentum, self.nesterov, self.weight_decay
                 )
         self.steps += 1

@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from chainrule import backend_optim, optim
-from chainrule.backend_optim import adam_update, sgd_update
+from chainrule import optim
+from chainrule.backend import numpy_updates as backend_optim
+from chainrule.backend.numpy_updates import adam_update, sgd_update
 from chainrule.nn import Parameter
 
 # ------------------------------------------------------------------- the plain formulas

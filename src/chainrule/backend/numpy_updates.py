@@ -10,7 +10,7 @@ one block of :data:`BLOCK` numbers of h, de/dh and the state before the next blo
 scratch arrays that stay in the CPU's cache: a large weight matrix streams through memory once
 per step instead of once per operation (benchmarks/bench_train.py measures the step). The
 operations, in this order, are PyTorch's ``torch.optim.SGD`` and ``torch.optim.Adam``, so the
-numbers are the same whatever the block size (tests/test_backend_optim.py checks both, and the
+numbers are the same whatever the block size (tests/test_backend_updates.py checks both, and the
 plain whole-array formulas above, bit for bit).
 
 The helpers at the end give the optimisers their state arrays (copies for checkpoints), so that
