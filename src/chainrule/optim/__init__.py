@@ -8,8 +8,8 @@ back propagation, and its refinements:
 
 Each optimiser module (:mod:`.sgd`, :mod:`.adam`) states its formula and calls the active
 backend's fused update (NumPy's runs block by block, ``backend/numpy_updates.py``); the numbers
-are PyTorch's ``torch.optim.SGD`` and ``torch.optim.Adam``, operation for operation. :mod:`.schedules` gives
-alpha_t per epoch; :meth:`Schedule.apply` is where a training loop sets it.
+are PyTorch's ``torch.optim.SGD`` and ``torch.optim.Adam``, operation for operation.
+:mod:`.schedules` gives alpha_t per epoch; :meth:`Schedule.apply` is where a training loop sets it.
 
 :data:`OPTIMIZERS` is the one list of optimisers by name: ``TrainConfig`` and the command
 line's ``--optimizer`` choices come from it, and :func:`make_optimizer` builds one by name.
