@@ -153,8 +153,13 @@ def _plain_and_fast(name, args, params, seed=0):
     if fast is NotImplemented:
         return None
     plain = [
-        (rule.vjp_all(g, out, *args, **kw)[i] if rule.vjp_all else rule.vjps[i](g, out, *args, **kw))
-        if needs[i] else None
+        (
+            rule.vjp_all(g, out, *args, **kw)[i]
+            if rule.vjp_all
+            else rule.vjps[i](g, out, *args, **kw)
+        )
+        if needs[i]
+        else None
         for i in range(len(args))
     ]
     return plain, list(fast), args
@@ -164,22 +169,44 @@ def _plain_and_fast(name, args, params, seed=0):
 # a batch for linear, overlapping pools, ties)
 EXTRA = {
     "conv2d": [
-        ((np.random.default_rng(5).standard_normal((3, 6, 8, 8)),
-          np.random.default_rng(6).standard_normal((16, 6, 5, 5)),
-          np.random.default_rng(7).standard_normal(16)), {}),
-        ((np.random.default_rng(5).standard_normal((3, 1, 8, 8)),
-          np.random.default_rng(6).standard_normal((6, 1, 5, 5)),
-          np.random.default_rng(7).standard_normal(6)), {"padding": 2}),
+        (
+            (
+                np.random.default_rng(5).standard_normal((3, 6, 8, 8)),
+                np.random.default_rng(6).standard_normal((16, 6, 5, 5)),
+                np.random.default_rng(7).standard_normal(16),
+            ),
+            {},
+        ),
+        (
+            (
+                np.random.default_rng(5).standard_normal((3, 1, 8, 8)),
+                np.random.default_rng(6).standard_normal((6, 1, 5, 5)),
+                np.random.default_rng(7).standard_normal(6),
+            ),
+            {"padding": 2},
+        ),
     ],
     "max_pool2d": [
-        ((np.random.default_rng(8).integers(0, 3, (2, 3, 6, 6)).astype(float),), {"kernel_size": 2}),
-        ((np.random.default_rng(9).integers(0, 3, (2, 1, 5, 5)).astype(float),),
-         {"kernel_size": 3, "stride": 1}),
+        (
+            (np.random.default_rng(8).integers(0, 3, (2, 3, 6, 6)).astype(float),),
+            {"kernel_size": 2},
+        ),
+        (
+            (np.random.default_rng(9).integers(0, 3, (2, 1, 5, 5)).astype(float),),
+            {"kernel_size": 3, "stride": 1},
+        ),
     ],
     "relu": [((np.array([-1.0, 0.0, 2.0, 0.0]),), {})],
-    "linear": [((np.random.default_rng(1).standard_normal((7, 5)),
-                 np.random.default_rng(2).standard_normal((3, 5)),
-                 np.random.default_rng(3).standard_normal(3)), {})],
+    "linear": [
+        (
+            (
+                np.random.default_rng(1).standard_normal((7, 5)),
+                np.random.default_rng(2).standard_normal((3, 5)),
+                np.random.default_rng(3).standard_normal(3),
+            ),
+            {},
+        )
+    ],
 }
 
 

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule import GraphError, graph
-from chainrule import backend
+from chainrule import GraphError, backend, graph
 from chainrule.engine import RULES
 from chainrule.graph import to_dot, write_graphs
 from chainrule.models import lecture_network

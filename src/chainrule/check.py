@@ -203,7 +203,7 @@ class TableRow:
     report: GradCheckReport | None = None
 
 
-def table() -> dict[str, Callable]:
+def table() -> dict[str, Any]:
     """Every entry of the derivative table: the primitives, then the composites."""
     return {**RULES, **COMPOSITES}
 

@@ -166,7 +166,7 @@ class Rule:
         self.prepare: Callable | None = None
         self.samples: Callable | None = None
         try:
-            sig = inspect.signature(forward).parameters.values()
+            sig = list(inspect.signature(forward).parameters.values())
         except (TypeError, ValueError):  # pragma: no cover - a builtin as forward
             sig = []
         kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
@@ -352,6 +352,37 @@ class Tensor:
 
     __slots__ = ("data", "grad", "requires_grad", "_node", "name", "_retain", "__weakref__")
     __array_ufunc__ = None  # ndarray (op) Tensor defers to Tensor's reflected operator
+
+    # installed from the rule table (install_operators); declared here for type checkers
+    __add__: Callable[..., Tensor]
+    __radd__: Callable[..., Tensor]
+    __sub__: Callable[..., Tensor]
+    __rsub__: Callable[..., Tensor]
+    __mul__: Callable[..., Tensor]
+    __rmul__: Callable[..., Tensor]
+    __truediv__: Callable[..., Tensor]
+    __rtruediv__: Callable[..., Tensor]
+    __pow__: Callable[..., Tensor]
+    __rpow__: Callable[..., Tensor]
+    __matmul__: Callable[..., Tensor]
+    __rmatmul__: Callable[..., Tensor]
+    __neg__: Callable[..., Tensor]
+    __abs__: Callable[..., Tensor]
+    __getitem__: Callable[..., Tensor]
+    T: Tensor
+    transpose: Callable[..., Tensor]
+    reshape: Callable[..., Tensor]
+    flatten: Callable[..., Tensor]
+    sum: Callable[..., Tensor]
+    mean: Callable[..., Tensor]
+    max: Callable[..., Tensor]
+    astype: Callable[..., Tensor]
+    exp: Callable[..., Tensor]
+    log: Callable[..., Tensor]
+    sqrt: Callable[..., Tensor]
+    relu: Callable[..., Tensor]
+    sigmoid: Callable[..., Tensor]
+    tanh: Callable[..., Tensor]
 
     def __init__(
         self, data: Any, requires_grad: bool = False, dtype: Any = None, name: str | None = None

@@ -465,14 +465,22 @@ def error_report(
             if second is None:
                 second = fine.second
                 why = _settled(
-                    "f''", fine.second, coarse and coarse.second, noise_second, fine.where_second
+                    "f''",
+                    fine.second,
+                    coarse.second if coarse else None,
+                    noise_second,
+                    fine.where_second,
                 )
                 second_upper = math.nan if why else second + noise_second
                 unsettled += [why] if why else []
             if slope is None:
                 slope = fine.slope
                 why = _settled(
-                    "f'", fine.slope, coarse and coarse.slope, noise_slope, fine.where_slope
+                    "f'",
+                    fine.slope,
+                    coarse.slope if coarse else None,
+                    noise_slope,
+                    fine.where_slope,
                 )
                 slope_upper = math.nan if why else slope + noise_slope
                 unsettled += [why] if why else []

@@ -245,9 +245,10 @@ def budget(value: Any, name: str) -> int:
     """A budget such as max_neurons as an int >= 1 (1e8 is accepted), or a ValueError."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, numbers.Real)):
         raise TypeError(f"{name} must be a positive integer, got {value!r}")
-    if not (math.isfinite(value) and float(value).is_integer() and value >= 1):
+    number = float(value)
+    if not (math.isfinite(number) and number.is_integer() and number >= 1):
         raise ValueError(f"{name} must be a positive integer (at least 1), got {value!r}")
-    return int(value)
+    return int(number)
 
 
 def available_memory() -> int | None:

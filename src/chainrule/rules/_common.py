@@ -44,6 +44,7 @@ def axis_index(op: str, axis: Any, ndim: int) -> int:
     """One axis as an index in [0, ndim): negative axes count from the end."""
     if not isinstance(axis, numbers.Integral) or isinstance(axis, bool):
         raise TypeError(f"{op}: an axis must be an int, got {axis!r}")
+    axis = int(axis)
     if not -ndim <= axis < ndim:
         raise ValueError(f"{op}: axis {axis} is out of range for {ndim} axes")
     return int(axis) % ndim
@@ -71,7 +72,7 @@ def axis_tuple(axis: Any, ndim: int) -> tuple[int, ...]:
     """The axes a normalised ``axis`` reduces over, as a tuple."""
     if axis is None:
         return tuple(range(ndim))
-    return (axis,) if isinstance(axis, numbers.Integral) else axis
+    return (int(axis),) if isinstance(axis, numbers.Integral) else tuple(axis)
 
 
 def reduction_params(op: str) -> Callable:

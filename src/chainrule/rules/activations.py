@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import backend as B
-from ..engine import Rule, rule
+from ..engine import rule
 from ._common import away_from_zero, data, mask, n
 
 
@@ -53,4 +53,8 @@ relu.defsamples(
     ]
 )
 
-__all__ = [k for k, v in list(globals().items()) if isinstance(v, Rule)]
+__all__ = [  # this section's entries (tests/test_layout.py checks them against the table)
+    "sigmoid",
+    "tanh",
+    "relu",
+]
