@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from chainrule import optim
-from chainrule.backend import numpy_updates as backend_optim
+from chainrule.backend import numpy_updates as updates
 from chainrule.backend.numpy_updates import adam_update, sgd_update
 from chainrule.nn import Parameter
 
@@ -64,11 +64,11 @@ def _gradients(rng, shape, dtype, steps=4):
     return [rng.standard_normal(shape).astype(dtype) for _ in range(steps)]
 
 
-@pytest.mark.parametrize("block", [backend_optim.BLOCK, 7, 1])
+@pytest.mark.parametrize("block", [updates.BLOCK, 7, 1])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("case", SGD_CASES, ids=str)
 def test_fused_sgd_equals_the_formula_bit_for_bit(monkeypatch, case, dtype, block):
-    monkeypatch.setattr(backend_optim, "BLOCK", block)
+    monkeypatch.setattr(updates, "BLOCK", block)
     rng = np.random.default_rng(0)
     start = rng.standard_normal((6, 5)).astype(dtype)
     fused, plain = start.copy(), start.copy()
@@ -92,11 +92,11 @@ def test_fused_sgd_equals_the_formula_bit_for_bit(monkeypatch, case, dtype, bloc
             assert v_fused is None
 
 
-@pytest.mark.parametrize("block", [backend_optim.BLOCK, 7, 1])
+@pytest.mark.parametrize("block", [updates.BLOCK, 7, 1])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("case", ADAM_CASES, ids=str)
 def test_fused_adam_equals_the_formula_bit_for_bit(monkeypatch, case, dtype, block):
-    monkeypatch.setattr(backend_optim, "BLOCK", block)
+    monkeypatch.setattr(updates, "BLOCK", block)
     rng = np.random.default_rng(1)
     start = rng.standard_normal((6, 5)).astype(dtype)
     fused, plain = start.copy(), start.copy()
@@ -183,10 +183,10 @@ def test_a_gradient_of_another_shape_is_an_error(update):
 def test_state_array_is_a_c_ordered_copy_in_the_parameters_dtype():
     like = np.zeros((3, 4), dtype=np.float32)
     value = np.asfortranarray(np.arange(12.0).reshape(3, 4))
-    a = backend_optim.state_array(value, like)
+    a = updates.state_array(value, like)
     assert a.dtype == np.float32 and a.flags.c_contiguous and not np.shares_memory(a, value)
     np.testing.assert_array_equal(a, value)
-    assert backend_optim.steps_from(backend_optim.steps_array(7)) == 7
+    assert updates.steps_from(updates.steps_array(7)) == 7
 
 
 @pytest.mark.parametrize(
@@ -229,10 +229,10 @@ def test_state_loaded_in_fortran_order_keeps_being_updated(cls, kwargs):
     ],
 )
 def test_updates_block_by_block_give_the_same_numbers(monkeypatch, make, kwargs):
-    """The update runs on blocks of backend_optim.BLOCK numbers: any block size, the same bits."""
+    """The update runs on blocks of updates.BLOCK numbers: any block size, the same bits."""
     results = []
     for block in (10**9, 7, 1):  # one block; blocks of 7 with a short last one; single numbers
-        monkeypatch.setattr(backend_optim, "BLOCK", block)
+        monkeypatch.setattr(updates, "BLOCK", block)
         rng = np.random.default_rng(5)
         ps = [Parameter(rng.standard_normal(s).astype(np.float32)) for s in ((5, 9), (3,))]
         opt = make(ps, **kwargs)
