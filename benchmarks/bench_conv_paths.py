@@ -6,7 +6,7 @@
 ``chainrule.conv2d`` multiplies W im2col(x) either row by row (one product per output row,
 straight from unfold's buffer of column windows) or in one product over the whole batch's
 im2col matrix (copied out first); it picks row by row when the kernel has at most
-``rules._SMALL_KERNEL`` numbers. This script forces each path in turn (as tests/test_rules.py
+``backend.numpy_kernels.SMALL_KERNEL`` numbers. This script forces each path in turn (as tests/test_backend.py
 does) and times one forward + backward of each (to W, b, and x where a hidden layer needs
 it), interleaved with PyTorch's ``conv2d`` on the same numbers, so that the threshold can be
 checked on a new machine: ``picked`` is the path the threshold chooses, ``best`` the faster.
@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import chainrule as cr  # noqa: E402
-from chainrule import rules  # noqa: E402
+from chainrule.backend import numpy_kernels  # noqa: E402
 from chainrule.backend import tune_allocator  # noqa: E402
 
 # (N, C, H, O, F, padding, de/dx wanted, what it is)
@@ -43,7 +43,7 @@ SHAPES = [
 
 
 def step(x, w, b, padding, dx, per_row):
-    rules._SMALL_KERNEL = 10**12 if per_row else 0
+    numpy_kernels.SMALL_KERNEL = 10**12 if per_row else 0
     xt = cr.tensor(x, requires_grad=dx)
     wt, bt = cr.tensor(w, requires_grad=True), cr.tensor(b, requires_grad=True)
     y = cr.conv2d(xt, wt, bt, padding=padding)
@@ -85,7 +85,7 @@ def main() -> int:
         torch = None
     else:
         torch.set_num_threads(THREADS)
-    small = rules._SMALL_KERNEL
+    small = numpy_kernels.SMALL_KERNEL
     rng = np.random.default_rng(0)
     print(f"conv2d forward + backward, ms per step; {THREADS} thread(s); median of {args.reps}")
     head = f"{'layer':31s} {'N x C x H, O x F':18s} {'per row':>8s} {'one':>8s} {'torch':>8s}"
@@ -96,7 +96,7 @@ def main() -> int:
         b = np.zeros(o, dtype=np.float32)
         blocks = blocks_for(x, w, b, pad, dx, args.steps, torch)
         med = harness.interleaved(blocks, args.reps, args.settle)
-        rules._SMALL_KERNEL = small
+        numpy_kernels.SMALL_KERNEL = small
         picked = "per row" if o * c * f * f <= small else "one"
         best = min(("per row", "one"), key=lambda k: med[k])
         ms = {k: v / args.steps * 1e3 for k, v in med.items()}
