@@ -27,3 +27,58 @@ def test_optimizer_choices_come_from_the_registry(command, monkeypatch):
     assert choices() == list(optim.OPTIMIZERS) == ["sgd", "adam"]
     monkeypatch.setitem(optim.OPTIMIZERS, "plain", optim.SGD)  # a new entry is a new choice
     assert choices() == ["sgd", "adam", "plain"]
+
+
+def _modules_after_help(argv):
+    """The chainrule and NumPy modules a fresh interpreter holds after ``chainrule ARGV --help``."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "from chainrule.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "sys.stdout.flush()\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('numpy', 'chainrule', 'typing'))), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ)
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage: chainrule" in done.stdout
+    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("command", [None, *SUBCOMMANDS])
+def test_help_imports_neither_numpy_nor_the_library(command):
+    # --help needs argparse alone (fast start-up): the library and NumPy load in a handler
+    argv = ["--help"] if command is None else [command, "--help"]
+    loaded = _modules_after_help(argv)
+    assert "numpy" not in loaded
+    assert not loaded & {"chainrule.engine", "chainrule.rules", "chainrule.backend"}
+    assert "typing" not in loaded  # ~10 ms of import on its own
+    assert "chainrule.cli" in loaded  # the check looked at the right interpreter
+
+
+def test_the_package_loads_its_names_on_first_use():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, chainrule as cr\n"
+        "assert 'numpy' not in sys.modules\n"
+        "x = cr.tensor([1.0, 2.0], requires_grad=True)\n"
+        "cr.relu(x * x).sum().backward()\n"
+        "assert x.grad.tolist() == [2.0, 4.0]\n"
+        "assert cr.abs is cr.absolute and 'conv2d' in cr.__all__ and 'nn' in dir(cr)\n"
+        "from chainrule.engine import tensor\n"
+        "assert (tensor([1.0]) + tensor([2.0])).data.tolist() == [3.0]\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -1,8 +1,9 @@
 """The ``chainrule`` command: argparse wiring only; each subcommand calls library code.
 
 Subcommand modules import only argparse at the top (fast start-up, fast ``--help``); the
-library is imported inside their ``run`` (``add_parser`` may read a registry of names, such as
-:data:`chainrule.optim.OPTIMIZERS` for ``--optimizer``).
+library is imported inside their ``run``. A choice read from a registry of the library (such as
+:data:`chainrule.optim.OPTIMIZERS` for ``--optimizer``) is a :class:`~.common.RegistryChoice`,
+read when a value is checked, so ``--help`` imports neither NumPy nor the library.
 """
 
 from __future__ import annotations

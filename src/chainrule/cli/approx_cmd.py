@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from .common import add_vars, count, flag_names, pairs
+from .common import RegistryChoice, add_vars, count, flag_names, pairs
 
 EXAMPLES = """\
 examples:
@@ -19,8 +19,6 @@ examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from chainrule.optim import OPTIMIZERS  # the one list of optimisers (imports no more NumPy)
-
     p = sub.add_parser(
         "approx",
         help="build the universal-approximation network for f and measure its error",
@@ -90,9 +88,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=2000, help="training steps for --compare-trained")
     p.add_argument(
         "--optimizer",
-        choices=tuple(OPTIMIZERS),
+        action=RegistryChoice,
+        registry=("chainrule.optim", "OPTIMIZERS"),
         default="adam",
-        help="optimizer for --compare-trained (default adam)",
+        metavar="NAME",
+        help="optimizer for --compare-trained: sgd or adam, a name of chainrule.optim.OPTIMIZERS "
+        "(default adam)",
     )
     p.add_argument(
         "--plot",

@@ -52,3 +52,34 @@ def pairs(values: Sequence[float], names: Sequence[str], flag: str) -> list[tupl
         f"{flag} needs one pair LO HI (for every variable) or one pair per variable: got "
         f"{len(values)} numbers for {n} variable(s) ({', '.join(names)})"
     )
+
+
+
+class RegistryChoice(argparse.Action):
+    """An option whose choices are the names of a library registry, read when they are needed.
+
+    ``add_argument("--optimizer", action=RegistryChoice, registry=("chainrule.optim",
+    "OPTIMIZERS"))``: a new entry of the registry is a new choice, checked as argparse checks
+    ``choices``, but the library is imported only when a value is checked (or ``choices``
+    is read), so ``--help`` stays free of NumPy. ``choices`` is a property, not an instance
+    attribute, which keeps argparse's help formatting (it reads the instance's attributes)
+    from listing it; give the option a metavar and name the choices in its help.
+    """
+
+    def __init__(self, option_strings: list[str], dest: str, registry: tuple[str, str], **kw):
+        self.registry = registry
+        super().__init__(option_strings, dest, **kw)
+
+    @property  # type: ignore[override]
+    def choices(self) -> list[str]:
+        import importlib
+
+        module, name = self.registry
+        return list(getattr(importlib.import_module(module), name))
+
+    @choices.setter
+    def choices(self, value: object) -> None:  # argparse's ``choices=None``: the registry wins
+        pass
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        setattr(namespace, self.dest, values)
