@@ -201,3 +201,74 @@ def test_state_dict_round_trip_copies_and_checks():
 
 def test_flatten_keeps_the_batch_axis():
     assert nn.Flatten()(cr.tensor(np.zeros((3, 2, 4, 5)))).shape == (3, 40)
+
+
+def _plain_relu_then_pool(x, grad_at_zero, kernel, stride):
+    """The lecture's order, rule by rule: max-pool of ReLU(x)."""
+    h = cr.relu(x, grad_at_zero=grad_at_zero) if grad_at_zero else cr.relu(x)
+    return cr.max_pool2d(h, kernel, stride)
+
+
+@pytest.mark.parametrize("kernel, stride", [(2, None), (3, 1), (2, 1), ((2, 3), 2)])
+@pytest.mark.parametrize("seed", range(4))
+def test_relu_then_max_pool_runs_pool_first_with_the_same_values_and_gradients(
+    kernel, stride, seed
+):
+    # small integers: many ties within a window, many zeros, all-negative windows
+    rng = np.random.default_rng(seed)
+    x0 = rng.integers(-2, 3, size=(3, 2, 6, 6)).astype(np.float64)
+    x0[0, 0] = 0.0  # whole windows of zeros
+    x0[0, 1] = -1.0  # whole windows of negative ties
+    model = nn.Sequential(nn.ReLU(), nn.MaxPool2d(kernel, stride))
+    x, xr = cr.tensor(x0, requires_grad=True), cr.tensor(x0, requires_grad=True)
+    y = model(x)
+    ref = _plain_relu_then_pool(xr, 0.0, kernel, stride)
+    assert y.node.rule.name == "relu"  # the reordered path ran (pool first, then ReLU)
+    assert ref.node.rule.name == "max_pool2d"
+    np.testing.assert_array_equal(y.data, ref.data)
+    g = rng.standard_normal(ref.shape)
+    y.backward(g)
+    ref.backward(g)
+    np.testing.assert_array_equal(x.grad, xr.grad)
+    # and PyTorch's relu -> max_pool2d agrees (overlapping windows add in another order)
+    xt = torch.tensor(x0, requires_grad=True)
+    k = kernel if isinstance(kernel, tuple) else (kernel, kernel)
+    yt = torch.nn.functional.max_pool2d(torch.relu(xt), k, stride or k)
+    yt.backward(torch.tensor(g))
+    np.testing.assert_allclose(x.grad, xt.grad.numpy(), rtol=1e-14, atol=1e-15)
+
+
+def test_relu_with_a_chosen_grad_at_zero_or_an_average_pool_keeps_the_lecture_order():
+    x0 = np.zeros((1, 1, 2, 2))
+    x0[0, 0, 1, 1] = 0.0  # the window's first entry is 0: the plain order sends g there
+    x = cr.tensor(x0, requires_grad=True)
+    y = nn.Sequential(nn.ReLU(grad_at_zero=0.5), nn.MaxPool2d(2))(x)
+    assert y.node.rule.name == "max_pool2d"
+    y.backward(np.ones((1, 1, 1, 1)))
+    np.testing.assert_array_equal(x.grad[0, 0], [[0.5, 0.0], [0.0, 0.0]])
+    avg = nn.Sequential(nn.ReLU(), nn.AvgPool2d(2))(cr.tensor(x0 - 1, requires_grad=True))
+    assert avg.node.rule.name != "relu"
+
+
+def test_lenet_forward_and_gradients_equal_the_layer_by_layer_composition():
+    from chainrule import models
+
+    rng = np.random.default_rng(0)
+    model = models.cnn(rng=1)
+    for p in model.parameters():
+        p.data = p.data.astype(np.float64)
+    x0 = rng.standard_normal((4, 1, 28, 28))
+    x0[:, :, :8] = 0.0  # zero rows: ties at 0 after the first ReLU
+    labels = np.array([0, 3, 9, 3])
+    e = cr.softmax_cross_entropy(model(cr.tensor(x0)), labels)
+    e.backward()
+    fast = [p.grad.copy() for p in model.parameters()]
+    model.zero_grad()
+    h = cr.tensor(x0)
+    for layer in model:  # one layer after another, in the lecture's order
+        h = layer(h)
+    e_plain = cr.softmax_cross_entropy(h, labels)
+    e_plain.backward()
+    assert e.item() == e_plain.item()
+    for a, p in zip(fast, model.parameters(), strict=True):
+        np.testing.assert_array_equal(a, p.grad)

@@ -237,6 +237,23 @@ class Flatten(Module):
         return rules.reshape(x, shape=(x.shape[0], -1))
 
 
+def _pool_first(layer: Module, following: Module) -> bool:
+    """Whether ``following(layer(x))`` may run as ``layer(following(x))``: ReLU, then max-pool.
+
+    ReLU is monotone, so max_window ReLU(x) = ReLU(max_window x), and the pool then runs on
+    the full-size input while the ReLU and its mask run on the pooled (4x smaller) array.
+    With ``grad_at_zero=0`` the gradients agree too: a window whose maximum m is > 0 sends its
+    gradient to its first maximum in both orders (the positive entries keep their order and
+    the others become 0 < m); a window with m <= 0 gets gradient 0 in both (ReLU's derivative
+    is 0 at every entry <= 0). With grad_at_zero > 0 they differ (the plain order sends it to
+    the window's first entry, when that entry is 0), so the lecture's order is kept.
+    (Average pooling does not commute with ReLU: only exactly these two types qualify.)
+    """
+    return (
+        type(layer) is ReLU and not layer.grad_at_zero and type(following) is MaxPool2d
+    )
+
+
 class Sequential(Module):
     """Layers applied one after the other; indexable, iterable, ``len()``."""
 
@@ -256,8 +273,14 @@ class Sequential(Module):
             yield from layer.modules()
 
     def forward(self, x: Any) -> Tensor:
-        for layer in self.layers:
-            x = layer(x)
+        layers, i = self.layers, 0
+        while i < len(layers):
+            if i + 1 < len(layers) and _pool_first(layers[i], layers[i + 1]):
+                x = layers[i](layers[i + 1](x))  # ReLU after the pool: the same numbers
+                i += 2
+            else:
+                x = layers[i](x)
+                i += 1
         return x
 
     def __getitem__(self, i: int) -> Module:
