@@ -641,12 +641,12 @@ def _input_grads(node: Node, out: Tensor, g: Any, create_graph: bool) -> list[tu
     r, args, params = node.rule, node.inputs, node.params
     if r.saves:
         params = dict(params, saved=node.saved)
-    needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+    needs = tuple([isinstance(a, Tensor) and a.requires_grad for a in args])
     if create_graph:
         ins: tuple[Any, ...] = args
         o: Any = out
     else:
-        ins = tuple(a.data if isinstance(a, Tensor) else a for a in args)
+        ins = tuple([a.data if isinstance(a, Tensor) else a for a in args])
         o = out.data
     all_g: Any = None
     fast = None if create_graph else B.fast_vjps.get(r.name)
@@ -671,11 +671,11 @@ def _input_grads(node: Node, out: Tensor, g: Any, create_graph: bool) -> list[tu
             )
         if gi is None:
             continue
-        shape = a.shape
-        if tuple(gi.shape) != shape:
-            gi = _unbroadcast(r, i, gi, shape)
-        if not create_graph and gi.dtype != a.data.dtype:
-            gi = B.xp.astype(gi, a.data.dtype)
+        data = a.data
+        if gi.shape != data.shape:
+            gi = _unbroadcast(r, i, gi, tuple(data.shape))
+        if not create_graph and gi.dtype is not data.dtype and gi.dtype != data.dtype:
+            gi = B.xp.astype(gi, data.dtype)
         grads.append((i, gi))
     return grads
 

@@ -118,7 +118,7 @@ def _linear_vjp(g, out, x, w, b=None, needs=()):
     return (
         (w.T @ g.T).T if needs[0] else None,  # G H, in the layout of the forward pass
         g.T @ x if needs[1] else None,
-        g if len(needs) > 2 and needs[2] else None,  # the engine sums over the batch
+        g.sum(axis=0) if len(needs) > 2 and needs[2] else None,  # summed over the batch here
     )
 
 
