@@ -369,9 +369,9 @@ def _softmax_cross_entropy_vjp(g, out, logits, labels, saved=None, needs=()):
     labels = xp.asarray(labels.data if hasattr(labels, "requires_grad") else labels)
     idx = (xp.arange(labels.shape[0]), labels) if labels.ndim == 1 else (labels,)
     n = labels.shape[0] if labels.ndim == 1 else 1
-    d = saved.copy()
-    d[idx] -= 1  # p - onehot
-    d *= g / n
+    scale = g / n
+    d = saved * scale  # (p - onehot) g / n in one pass over p: the onehot part is N numbers
+    d[idx] -= scale
     return (d, None)
 
 
