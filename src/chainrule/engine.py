@@ -387,6 +387,8 @@ class Tensor:
     def __init__(
         self, data: Any, requires_grad: bool = False, dtype: Any = None, name: str | None = None
     ):
+        if not _operators_installed:
+            _load_operators()
         self.data = _as_array(data, dtype)
         self.grad = None
         self._node: Any = None  # the Node of the operation that made it
@@ -529,8 +531,24 @@ def install_operators(table: Mapping[str, Any]) -> None:
     The rule table builds ``table`` (:data:`chainrule.rules.OPERATORS`): each entry is a
     function of the tensor (and the other operand), or a property.
     """
+    global _operators_installed
     for name, fn in table.items():
         setattr(Tensor, name, fn)
+    _operators_installed = True
+
+
+_operators_installed = False
+
+
+def _load_operators() -> None:
+    """Import the rule table, which installs Tensor's operators (for a user's first Tensor).
+
+    ``import chainrule`` loads lazily, so ``from chainrule.engine import tensor`` alone has not
+    loaded the table; the import runs here, at run time, and the engine imports no rule.
+    """
+    import importlib
+
+    importlib.import_module(f"{__package__}.rules")
 
 
 def tensor(
@@ -800,7 +818,3 @@ def autograd_grad(
         grads.append(g)
     return tuple(grads)
 
-
-# The operators of Tensor come from the table: whoever imports the engine gets them installed
-# (the engine itself still uses no rule; the table imports this module, which is complete here).
-from . import rules as _rules  # noqa: E402, F401
