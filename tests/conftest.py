@@ -21,6 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+MNIST_TRAIN_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
 
 
 def _mnist_dir() -> Path | None:
@@ -64,6 +65,22 @@ def mpiexec() -> str:
             pytest.fail(msg)
         pytest.skip(msg)
     return found
+
+
+@pytest.fixture(scope="session")
+def mnist_train_dir(mnist_dir: Path) -> Path:
+    """The same folder when it also holds the 60,000 training images (plain or gzipped)."""
+    missing = [
+        f
+        for f in MNIST_TRAIN_FILES
+        if not any((mnist_dir / (f + s)).is_file() for s in ("", ".gz"))
+    ]
+    if missing:
+        msg = f"{mnist_dir} lacks the MNIST training files {', '.join(missing)} (or their .gz)"
+        if os.environ.get("CHAINRULE_REQUIRE_MNIST") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return mnist_dir
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ from chainrule.data import (
     load_mnist,
     read_idx,
 )
+from chainrule.data.loader import shift_images
 from chainrule.data.mnist import FileChecksum, default_data_dir
 
 TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"
@@ -705,6 +706,69 @@ def test_loader_rejects_bad_arguments(kwargs, error, match):
 def test_loader_needs_a_dataset():
     with pytest.raises(TypeError, match="Dataset"):
         DataLoader((np.zeros((4, 1, 2, 2)), np.zeros(4)), batch_size=2)  # type: ignore[arg-type]
+
+
+def _shifted_by_hand(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """out[c, y, x] = image[c, y - dy, x - dx], 0 where that lies outside: pixel by pixel."""
+    c, h, w = image.shape
+    out = np.zeros_like(image)
+    for y in range(h):
+        for x in range(w):
+            if 0 <= y - dy < h and 0 <= x - dx < w:
+                out[:, y, x] = image[:, y - dy, x - dx]
+    return out
+
+
+def test_shift_images_moves_each_image_by_its_own_offset():
+    rng = np.random.default_rng(0)
+    images = rng.random((25, 2, 5, 6), dtype=np.float32)
+    offsets = np.array([(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)])  # all 25
+    out = shift_images(images, offsets, 2)
+    assert out.shape == images.shape and out.dtype == np.float32 and out.flags.c_contiguous
+    for img, o, (dy, dx) in zip(images, out, offsets, strict=True):
+        np.testing.assert_array_equal(o, _shifted_by_hand(img, dy, dx))
+    np.testing.assert_array_equal(shift_images(images, np.zeros((25, 2), int), 2), images)
+
+
+def test_loader_shift_is_seeded_keeps_the_order_and_moves_every_image():
+    rng = np.random.default_rng(1)
+    d = Dataset(rng.random((40, 1, 6, 6), dtype=np.float32), np.arange(40), classes=40)
+    plain = list(DataLoader(d, 16, seed=3))
+    a, b = list(DataLoader(d, 16, seed=3, shift=2)), list(DataLoader(d, 16, seed=3, shift=2))
+    moved = 0
+    for (_, yp), (xa, ya), (xb, _) in zip(plain, a, b, strict=True):
+        np.testing.assert_array_equal(ya, yp)  # the same order as without shifts
+        np.testing.assert_array_equal(xa, xb)  # the same shifts from the same seed
+        assert xa.dtype == np.float32 and xa.flags.c_contiguous
+        for img, label in zip(xa, ya, strict=True):
+            # each image is its own original moved by some offset in -2..2 per axis
+            original = d.images[label]
+            candidates = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)]
+            match = [o for o in candidates if np.array_equal(img, _shifted_by_hand(original, *o))]
+            assert match
+            moved += match[0] != (0, 0)
+    assert moved > 30  # 24 of 25 offsets move the image
+    other = next(iter(DataLoader(d, 16, seed=4, shift=2)))[0]
+    assert not np.array_equal(other, a[0][0])
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_shards_of_shifted_batches_make_the_shifted_batch(ranks):
+    """Data-parallel ranks cut the same shifted batch: their slices together are the batch."""
+    rng = np.random.default_rng(2)
+    d = Dataset(rng.random((37, 1, 6, 6), dtype=np.float32), np.arange(37), classes=37)
+    whole = list(DataLoader(d, 8, seed=5, shift=2))
+    parts = [list(DataLoader(d, 8, seed=5, shift=2, shard=(r, ranks))) for r in range(ranks)]
+    for b, (x, y) in enumerate(whole):
+        np.testing.assert_array_equal(np.concatenate([p[b][0] for p in parts]), x)
+        np.testing.assert_array_equal(np.concatenate([p[b][1] for p in parts]), y)
+
+
+@pytest.mark.parametrize("shift", [-1, 1.5, True, 6])
+def test_loader_rejects_bad_shifts(shift):
+    d = Dataset(np.zeros((4, 1, 6, 6), np.float32), np.zeros(4, int))
+    with pytest.raises(ValueError, match="shift"):
+        DataLoader(d, 2, shift=shift)
 
 
 # ---------------------------------------------------------------------------------------------

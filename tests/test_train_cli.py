@@ -359,5 +359,7 @@ def test_help_lists_the_options(capsys):
         "--resume",
         "--schedule",
         "--optimizer",
+        "--weight-decay",
+        "--shift",
     ):
         assert flag in out

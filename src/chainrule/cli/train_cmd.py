@@ -28,6 +28,7 @@ _HYPER = (
     "min_lr",
     "hidden",
     "seed",
+    "shift",
 )
 
 
@@ -54,8 +55,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "  chainrule train --dataset mnist --resume         # continue runs/mlp-mnist\n"
         "  mpiexec -n 2 chainrule train --dataset digits    # 2 processes, same result\n"
         "defaults (SGD, momentum 0.9, cosine learning-rate schedule):\n"
-        "  digits: 30 epochs, batch 32, lr 0.3\n"
-        "  mnist:  20 epochs, batch 64, lr 0.1 (mlp) / 0.05 (cnn)",
+        "  digits:     30 epochs, batch 32, lr 0.3\n"
+        "  mnist mlp:  20 epochs, batch 64, lr 0.1, shifts of up to 1 px (99.0%)\n"
+        "  mnist cnn:  20 epochs, batch 64, lr 0.05, weight decay 5e-4, shifts of up to 2 px "
+        "(99.6%)",
     )
     p.add_argument(
         "--model",
@@ -102,7 +105,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         metavar="WD",
-        help="L2 weight decay: de/dh += WD h (default 0)",
+        help="L2 weight decay: de/dh += WD h (default 0; 5e-4 for the cnn on mnist)",
     )
     p.add_argument(
         "--schedule",
@@ -130,6 +133,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--seed", type=int, default=None, help="seed of initialisation and shuffling (default 0)"
+    )
+    p.add_argument(
+        "--shift",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="augmentation: move each training image by a random offset of up to PX pixels "
+        "per axis, seeded like the shuffling (default: see below)",
     )
     p.add_argument(
         "--out", metavar="DIR", default=None, help="output folder (default: runs/<model>-<dataset>)"

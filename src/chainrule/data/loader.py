@@ -10,6 +10,12 @@ is reproducible from the seed.
 ``shard=(r, R)`` yields only the r-th of R contiguous slices of every mini-batch (sample
 ``r*B//R .. (r+1)*B//R - 1`` of a batch of B), for data-parallel training: the R shards of a
 batch together are exactly the batch that ``shard=(0, 1)`` yields, in the same order.
+
+Augmentation: with ``shift=s`` every image of an epoch is moved by its own random offset
+(dy, dx), each uniform in -s..s whole pixels, the pixels that move out dropped and those that
+come in zero (background). The offsets are drawn from the same seeded generator, for the whole
+epoch at ``iter()`` (after the permutation), so an epoch's batches depend on the seed and the
+epoch only, also when a resumed run skips the batches it already trained on.
 """
 
 from __future__ import annotations
@@ -126,8 +132,27 @@ class Dataset:
         return self.subset(order[:n_first]), self.subset(order[n_first:])
 
 
+def shift_images(images: np.ndarray, offsets: np.ndarray, max_shift: int) -> np.ndarray:
+    """Each image moved by its offset, zero-filled: (N, C, H, W), (N, 2) ints -> (N, C, H, W).
+
+    ``out[n, c, y, x] = images[n, c, y - dy_n, x - dx_n]`` (0 where that pixel lies outside),
+    with ``offsets[n] = (dy_n, dx_n)``, each in ``-max_shift..max_shift``.
+    """
+    n, c, h, w = images.shape
+    s = int(max_shift)
+    padded = np.zeros((n, c, h + 2 * s, w + 2 * s), dtype=images.dtype)
+    padded[:, :, s : s + h, s : s + w] = images
+    # window (i, j) of the padded image is the image shifted by (s - i, s - j)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(2, 3))
+    return windows[np.arange(n), :, s - offsets[:, 0], s - offsets[:, 1]]
+
+
 class DataLoader:
-    """Iterates mini-batches ``(images (B, C, H, W) float32, labels (B,) int64)`` of a Dataset."""
+    """Iterates mini-batches ``(images (B, C, H, W) float32, labels (B,) int64)`` of a Dataset.
+
+    ``shift``: move each image by a random offset of up to ``shift`` pixels along each axis
+    (augmentation of training data; see the module docstring).
+    """
 
     def __init__(
         self,
@@ -137,6 +162,7 @@ class DataLoader:
         seed: int | None = 0,
         drop_last: bool = False,
         shard: tuple[int, int] = (0, 1),
+        shift: int = 0,
     ) -> None:
         if not isinstance(dataset, Dataset):
             raise TypeError(f"DataLoader needs a Dataset, got {type(dataset).__name__}")
@@ -155,7 +181,15 @@ class DataLoader:
         if not (isinstance(ranks, (int, np.integer)) and ranks >= 1 and 0 <= rank < ranks):
             raise ValueError(f"shard must be (rank, ranks) with 0 <= rank < ranks, got {shard}")
         self.shard = (int(rank), int(ranks))
+        if isinstance(shift, bool) or not isinstance(shift, (int, np.integer)) or shift < 0:
+            raise ValueError(f"shift must be a whole number of pixels >= 0, got {shift!r}")
+        if shift and shift >= min(dataset.image_shape[1:]):
+            raise ValueError(
+                f"shift {shift} would move whole images of {dataset.image_shape[1]} x "
+                f"{dataset.image_shape[2]} pixels out of view; use a shift below the image size"
+            )
         self.dataset = dataset
+        self.shift = int(shift)
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.seed = seed
@@ -170,17 +204,27 @@ class DataLoader:
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         n = len(self.dataset)
         order = self._rng.permutation(n) if self.shuffle else np.arange(n)
+        offsets = self._rng.integers(-self.shift, self.shift + 1, (n, 2)) if self.shift else None
         images, labels = self.dataset.images, self.dataset.labels
         rank, ranks = self.shard
         for b in range(len(self)):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            if ranks > 1:  # this rank's contiguous slice of the batch
-                idx = idx[rank * len(idx) // ranks : (rank + 1) * len(idx) // ranks]
-            # One fancy-indexing gather per batch: a fresh contiguous copy, never a view.
-            yield images[idx], labels[idx]
+            part = slice(b * self.batch_size, (b + 1) * self.batch_size)
+            idx = order[part]
+            shifts = offsets[part] if offsets is not None else None
+            if ranks > 1:  # this rank's contiguous slice of the batch (and of its shifts)
+                mine = slice(rank * len(idx) // ranks, (rank + 1) * len(idx) // ranks)
+                idx = idx[mine]
+                shifts = shifts[mine] if shifts is not None else None
+            if shifts is not None:  # a fresh contiguous array, as the gather below
+                yield shift_images(images[idx], shifts, self.shift), labels[idx]
+            else:
+                # One fancy-indexing gather per batch: a fresh contiguous copy, never a view.
+                yield images[idx], labels[idx]
 
     def __repr__(self) -> str:
         return (
             f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
-            f"seed={self.seed}, drop_last={self.drop_last})"
+            f"seed={self.seed}, drop_last={self.drop_last}"
+            + (f", shift={self.shift}" if self.shift else "")
+            + ")"
         )

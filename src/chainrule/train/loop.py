@@ -149,6 +149,8 @@ class Trainer:
     LiveCurves).
     ``world``: the ranks of a data-parallel run (:func:`chainrule.train.distributed.world`);
     only its rank 0 prints and writes.
+    ``shift``: each training image is moved by a random offset of up to ``shift`` pixels per
+    axis, drawn from (seed, epoch) like the order.
     """
 
     def __init__(
@@ -168,6 +170,7 @@ class Trainer:
         log: Callable[[str], None] | None = say,
         live_plot: bool | LiveCurves | None = None,
         world: World | None = None,
+        shift: int = 0,
     ) -> None:
         if not isinstance(train_set, Dataset):
             raise TypeError(f"train_set must be a Dataset, got {type(train_set).__name__}")
@@ -178,6 +181,7 @@ class Trainer:
         self.model, self.optimizer = model, optimizer
         self.train_set, self.test_set = train_set, test_set
         self.batch_size, self.seed, self.schedule = int(batch_size), int(seed), schedule
+        self.shift = shift
         self.architecture = architecture or {}
         self.hyperparameters = hyperparameters or {}
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
@@ -194,6 +198,7 @@ class Trainer:
         self.world = world if world is not None else LOCAL  # distributed: rank 0 alone speaks
         if not self.world.is_root:
             self.progress, self.log, self.live = False, None, None
+        self.loader(0)  # a bad shift is an error now, before any training
         self.epoch = 0  # completed epochs
         self.position: _Position | None = None  # inside an interrupted epoch
         self.history: list[dict[str, Any]] = []
@@ -286,13 +291,14 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
     def loader(self, epoch: int) -> DataLoader:
-        """The mini-batches of epoch ``epoch`` (shuffled from (seed, epoch))."""
+        """The mini-batches of epoch ``epoch`` (shuffled, and shifted, from (seed, epoch))."""
         return DataLoader(
             self.train_set,
             self.batch_size,
             shuffle=True,
             seed=epoch_seed(self.seed, epoch),
             shard=self.world.shard,  # distributed: this rank's slice of every batch
+            shift=self.shift,
         )
 
     def fit(self, epochs: int, on_batch: Callable[[int, int], None] | None = None) -> FitResult:
