@@ -1,8 +1,9 @@
-"""chainrule.approx against PyTorch, NumPy and SciPy on the same networks and points.
+"""chainrule.approx against NumPy and SciPy on the same networks and points.
 
 Every workload runs in this one process, the implementations interleaved (the order rotates
 from repetition to repetition), and the table shows median times and the ratio to the peer
-(ratios hold on a noisy machine, absolute times drift).
+(ratios hold on a noisy machine, absolute times drift). No PyTorch here: a peer framework is
+timed only in a process of its own (bench_speed.py), never beside chainrule in this one.
 
     python benchmarks/bench_approx.py            # the full run (about a minute)
     python benchmarks/bench_approx.py --quick    # a smoke run
@@ -13,13 +14,11 @@ Workloads:
           hidden neurons, a dense 1001 x 1001 layer 2), evaluated on 10^5 points:
             chainrule build + evaluate   construct() and approx.evaluate (through the knots)
             chainrule forward            net(x) under no_grad: the dense layers, as written
-            torch forward                the same float64 weights in torch.nn.Sequential
             numpy interp                 np.interp of the interpolant: no network at all
     2-D   the simplex network for sin(2x) cos(y) on [0, 1]^2 with d = 0.02 (51^2 nodes):
             chainrule build              construct()
             scipy build                  Delaunay + LinearNDInterpolator on the same nodes
-          and its evaluation on 10^4 points: chainrule forward against torch forward and
-          against SciPy's interpolator.
+          and its evaluation on 10^4 points: chainrule against SciPy's interpolator.
 """
 
 from __future__ import annotations
@@ -31,19 +30,24 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import configure_threads  # noqa: E402
+
+def configure_threads(argv: list[str], default: int = 2) -> int:
+    """Read ``--threads`` from ``argv`` and put NumPy's BLAS thread count in the environment."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--threads", type=int, default=default)
+    threads = max(1, pre.parse_known_args(argv[1:])[0].threads)
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
+    return threads
+
 
 configure_threads(sys.argv)  # before NumPy loads its BLAS
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # pools sleep instead of spinning
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import chainrule as cr  # noqa: E402
 from chainrule import approx  # noqa: E402
-from chainrule.nn import Linear  # noqa: E402
 
 
 def sin3(x: np.ndarray) -> np.ndarray:
@@ -52,21 +56,6 @@ def sin3(x: np.ndarray) -> np.ndarray:
 
 def wave2(x: np.ndarray) -> np.ndarray:
     return np.sin(2 * x[:, 0]) * np.cos(x[:, 1])
-
-
-def torch_copy(net, torch):
-    """The same network in PyTorch, float64, weights copied."""
-    layers = []
-    for m in net.layers:
-        if isinstance(m, Linear):
-            lin = torch.nn.Linear(m.in_features, m.out_features, dtype=torch.float64)
-            with torch.no_grad():
-                lin.weight.copy_(torch.from_numpy(m.weight.data))
-                lin.bias.copy_(torch.from_numpy(m.bias.data))
-            layers.append(lin)
-        else:
-            layers.append(torch.nn.ReLU())
-    return torch.nn.Sequential(*layers)
 
 
 def measure(contenders: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
@@ -98,9 +87,6 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, 2 repetitions")
     parser.add_argument("--reps", type=int, default=5)
     args = parser.parse_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
     reps = 2 if args.quick else args.reps
     d1, points1, d2 = (1e-2, 10_000, 0.1) if args.quick else (1e-3, 100_000, 0.02)
     print(f"threads {args.threads}, load average {os.getloadavg()[0]:.2f}, repetitions {reps}")
@@ -108,8 +94,6 @@ def main() -> int:
     # ----------------------------------------------------------------- 1-D, the lecture's network
     x = np.random.default_rng(0).uniform(0, 1, size=(points1, 1))
     net = approx.construct(sin3, (0.0, 1.0), d1)
-    tnet = torch_copy(net, torch)
-    tx = torch.from_numpy(x)
     nodes, values = net.construction.nodes[0], net.construction.values[:, 0]
     reference = np.interp(x[:, 0], nodes, values)
 
@@ -120,21 +104,12 @@ def main() -> int:
         with cr.no_grad():
             return net(x).data
 
-    def torch_forward() -> object:
-        with torch.no_grad():
-            return tnet(tx)
-
-    for name, out in (
-        ("evaluate", build_and_evaluate()),
-        ("forward", forward()),
-        ("torch", torch_forward().numpy()),
-    ):
+    for name, out in (("evaluate", build_and_evaluate()), ("forward", forward())):
         assert np.abs(out[:, 0] - reference).max() < 1e-9, name
     medians = measure(
         {
             "chainrule build + evaluate": build_and_evaluate,
             "chainrule forward (dense)": forward,
-            "torch forward (dense)": torch_forward,
             "numpy interp (no network)": lambda: np.interp(x[:, 0], nodes, values),
         },
         reps,
@@ -143,7 +118,7 @@ def main() -> int:
         f"1-D: d = {d1:g} ({net.widths[1]} + {net.widths[2]} hidden neurons, "
         f"{net.num_parameters():,} parameters), {points1:,} points",
         medians,
-        "torch forward (dense)",
+        "numpy interp (no network)",
     )
 
     # ----------------------------------------------------------------- 2-D, the simplex network
@@ -170,26 +145,20 @@ def main() -> int:
     )
 
     x2 = np.random.default_rng(1).uniform(0, 1, size=(10_000, 2))
-    tnet2, tx2 = torch_copy(net2, torch), torch.from_numpy(x2)
     scipy = LinearNDInterpolator(Delaunay(nodes2 @ shear.T), wave2(nodes2))
     assert np.abs(approx.evaluate(net2, x2)[:, 0] - scipy(x2 @ shear.T)).max() < 1e-9
 
     def forward2() -> np.ndarray:
         return approx.evaluate(net2, x2)
 
-    def torch_forward2() -> object:
-        with torch.no_grad():
-            return tnet2(tx2)
-
     medians = measure(
         {
             "chainrule evaluate (dense)": forward2,
-            "torch forward (dense)": torch_forward2,
             "scipy interpolate (no network)": lambda: scipy(x2 @ shear.T),
         },
         reps,
     )
-    table("2-D: evaluate on 10,000 points", medians, "torch forward (dense)")
+    table("2-D: evaluate on 10,000 points", medians, "scipy interpolate (no network)")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""chainrule.optimize against NumPy, SciPy and PyTorch on the same problems, in one process.
+"""chainrule.optimize against NumPy and SciPy on the same problems, in one process.
 
 Each repetition runs every implementation once, in an order that rotates from repetition to
 repetition, so that drifts of a shared, noisy machine hit all of them alike; the tables show
@@ -14,24 +14,21 @@ medians and ratios (ratios hold, absolute times drift).
    rosen_der, with chainrule's gradient, and with finite differences): iterations, function
    and gradient evaluations, time.
 3. The cost of one (f, grad f) evaluation of Rosenbrock: chainrule (typed expression and a
-   Python function), scipy.optimize.rosen + rosen_der (hand-written NumPy), PyTorch autograd.
+   Python function) against scipy.optimize.rosen + rosen_der (hand-written NumPy). (No
+   PyTorch here: a peer framework is timed only in a process of its own, by bench_speed.py.)
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # see bench_engine.py: sleeping pools
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numpy as np  # noqa: E402
-import scipy.optimize  # noqa: E402
+import numpy as np
+import scipy.optimize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import chainrule as cr  # noqa: E402
@@ -143,21 +140,6 @@ def evaluation_cost(number: int, reps: int) -> None:
         "chainrule value_and_grad, Python f": lambda: vg_python(X0),
         "chainrule f only (no graph), expression": lambda: objective.value(X0),
     }
-    try:
-        import torch
-
-        torch.set_num_threads(2)
-        xt0 = torch.tensor(X0)
-
-        def torch_fg() -> Any:
-            x = xt0.clone().requires_grad_(True)
-            value = (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
-            (g,) = torch.autograd.grad(value, x)
-            return value.item(), g.numpy()
-
-        runs["torch autograd"] = torch_fg
-    except ImportError:
-        pass
 
     def repeat(fn: Callable[[], Any]) -> Callable[[], None]:
         def run() -> None:

@@ -1,0 +1,191 @@
+"""One framework's side of ``bench_speed.py``: a long-lived process that times blocks of steps.
+
+    python benchmarks/_speed_worker.py chainrule|torch WORKLOAD THREADS DIR
+
+Started by ``bench_speed.py`` (never by hand), with the thread and allocator variables already
+in its environment. It imports NumPy and exactly one framework (``chainrule`` or ``torch``,
+never both), reads the initial weights (``DIR/WORKLOAD-weights.npz``) and the mini-batches
+(``DIR/WORKLOAD-x.npy``, ``DIR/WORKLOAD-y.npy``) that the parent wrote, takes the first steps
+from those weights (their losses go back to the parent, which compares the frameworks), warms
+up, and then answers one JSON line per request line on stdin:
+
+    {"steps": n, "settle": s}   sleep s seconds (the other worker's idle threads go to sleep),
+                                one untimed step (this worker's threads wake), then n timed steps;
+                                answer {"seconds", "own_ticks", "busy_ticks"}: wall time, this
+                                process's CPU time (/proc/self/stat, all threads) and the whole
+                                machine's busy CPU time (/proc/stat) during the n steps, in ticks
+    {"quit": true}              exit
+
+A step is one training step: forward, loss, backward, SGD update (lr 0.01; momentum 0.9 for
+the MNIST-sized workloads), on batch ``k mod K`` at step ``k``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FIRST_STEPS = 3  # steps from the initial weights whose losses the parent compares
+WARMUP_S = 1.0  # untimed steps before the first block (caches, allocator, thread pools)
+CALIBRATE_S = 0.3  # then the time per step is measured, for the parent to size the blocks
+LR = 0.01
+MOMENTUM = {"mlp": 0.9, "lenet": 0.9, "tiny": 0.0}
+
+
+def busy_ticks() -> int:
+    """CPU time all processes have used, summed over the cores (/proc/stat), in clock ticks."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return user + nice + system + irq + softirq + steal  # guest time is counted in user
+
+
+def own_ticks() -> int:
+    """CPU time of this process, all its threads (utime + stime of /proc/self/stat), in ticks."""
+    with open("/proc/self/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
+    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+
+
+# a framework's (step(x, y) -> loss, array -> its input type, loss -> float)
+Built = tuple[Callable[[Any, Any], Any], Callable[[np.ndarray], Any], Callable[[Any], float]]
+
+
+def build_chainrule(workload: str, weights: dict[str, np.ndarray]) -> Built:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    import chainrule as cr
+    from chainrule import models, nn, optim
+    from chainrule.backend import tune_allocator
+
+    tune_allocator()  # as `chainrule train` does
+    if workload == "mlp":
+        model = models.mlp(hidden=800)
+    elif workload == "lenet":
+        model = models.cnn()
+    else:
+        model = nn.Sequential(
+            nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 1)
+        )
+    model.load_state_dict(weights)
+    opt = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM[workload])
+    if workload == "tiny":
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = cr.mse(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        return step, lambda a: cr.tensor(a), lambda loss: float(loss.data)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = cr.softmax_cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step, lambda a: a, lambda loss: float(loss.data)
+
+
+def build_torch(workload: str, weights: dict[str, np.ndarray], threads: int) -> Built:
+    import torch
+
+    torch.set_num_threads(threads)
+    tnn, F = torch.nn, torch.nn.functional
+    if workload == "mlp":
+        net = tnn.Sequential(tnn.Flatten(), tnn.Linear(784, 800), tnn.ReLU(), tnn.Linear(800, 10))
+    elif workload == "lenet":
+        net = tnn.Sequential(
+            tnn.Conv2d(1, 6, 5, padding=2),
+            tnn.ReLU(),
+            tnn.MaxPool2d(2),
+            tnn.Conv2d(6, 16, 5),
+            tnn.ReLU(),
+            tnn.MaxPool2d(2),
+            tnn.Flatten(),
+            tnn.Linear(400, 120),
+            tnn.ReLU(),
+            tnn.Linear(120, 84),
+            tnn.ReLU(),
+            tnn.Linear(84, 10),
+        )
+    else:
+        net = tnn.Sequential(
+            tnn.Linear(2, 16), tnn.ReLU(), tnn.Linear(16, 16), tnn.ReLU(), tnn.Linear(16, 1)
+        )
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+    opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM[workload])
+    loss_fn = F.mse_loss if workload == "tiny" else F.cross_entropy
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = loss_fn(net(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step, torch.from_numpy, lambda loss: float(loss.detach())
+
+
+def main(argv: list[str]) -> int:
+    framework, workload, threads, folder = argv[1], argv[2], int(argv[3]), Path(argv[4])
+    with np.load(folder / f"{workload}-weights.npz", allow_pickle=False) as f:
+        weights = {k: f[k].copy() for k in f.files}
+    xs = np.load(folder / f"{workload}-x.npy", allow_pickle=False)
+    ys = np.load(folder / f"{workload}-y.npy", allow_pickle=False)
+    if framework == "chainrule":
+        step, convert, value = build_chainrule(workload, weights)
+    elif framework == "torch":
+        step, convert, value = build_torch(workload, weights, threads)
+    else:
+        raise SystemExit(f"unknown framework {framework!r}: chainrule or torch")
+    batches = [(convert(x), convert(y)) for x, y in zip(xs, ys, strict=True)]
+    losses = [value(step(*batches[k])) for k in range(FIRST_STEPS)]
+    k, end = FIRST_STEPS, time.perf_counter() + WARMUP_S
+    while time.perf_counter() < end:
+        step(*batches[k % len(batches)])
+        k += 1
+    t0, n0 = time.perf_counter(), k
+    while time.perf_counter() < t0 + CALIBRATE_S:
+        step(*batches[k % len(batches)])
+        k += 1
+    ready = {
+        "losses": losses,
+        "step_seconds": (time.perf_counter() - t0) / (k - n0),
+        "modules": sorted(m for m in ("chainrule", "torch") if m in sys.modules),
+        "numpy": np.__version__,
+    }
+    if framework == "torch":
+        import torch
+
+        ready["torch"] = torch.__version__
+    print(json.dumps(ready), flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request.get("quit"):
+            break
+        time.sleep(request["settle"])
+        step(*batches[k % len(batches)])  # untimed: wakes this process's thread pool
+        k += 1
+        n = request["steps"]
+        busy0, own0, t0 = busy_ticks(), own_ticks(), time.perf_counter()
+        for _ in range(n):
+            step(*batches[k % len(batches)])
+            k += 1
+        seconds = time.perf_counter() - t0
+        answer = {"seconds": seconds, "own_ticks": own_ticks() - own0}
+        answer["busy_ticks"] = busy_ticks() - busy0
+        print(json.dumps(answer), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
