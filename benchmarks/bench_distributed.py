@@ -1,17 +1,17 @@
-"""Data-parallel training throughput: 1 process x 2 threads, 2 MPI ranks x 1 thread, PyTorch.
+"""Data-parallel training throughput: 1 process x 2 threads against 2 MPI ranks x 1 thread.
 
     python benchmarks/bench_distributed.py                      # MLP and LeNet-5, batch 128, 256
     python benchmarks/bench_distributed.py --rounds 5 --seconds 3 --models cnn --batches 128
 
 A training step on a global batch of B samples (forward, softmax cross-entropy, backward,
-SGD lr 0.01 momentum 0.9 update), in three set-ups, each in processes of its own:
+SGD lr 0.01 momentum 0.9 update), in two set-ups, each in processes of its own:
 
   1x2    one chainrule process, BLAS with 2 threads (the whole batch)
   2x1    ``mpiexec -n 2``: two chainrule ranks with 1 BLAS thread each, B/2 samples per rank,
          gradients summed by chainrule.train.distributed (one Allreduce per step), exactly as
          ``mpiexec -n 2 chainrule train`` does
-  torch  PyTorch with 2 threads (torch.set_num_threads), same network, weights and batches
-         (the harness of benchmarks/bench_train.py)
+
+(PyTorch is compared with in bench_speed.py, whose workers never load both frameworks.)
 
 Each round runs one timed block of every set-up, the set-ups in rotating order; a block is a
 fresh process (group) that warms up, then steps for about ``--seconds``. The machine is
@@ -42,7 +42,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
-SETUPS = ("1x2", "2x1", "torch")
+SETUPS = ("1x2", "2x1")
+LR, MOMENTUM = 0.01, 0.9
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -61,12 +62,31 @@ def own_cpu_seconds() -> float:
 
 
 # -- one block, in a worker process -------------------------------------------------------------
+def batches(batch: int, count: int, seed: int = 0) -> list:
+    """``count`` mini-batches (images (B, 1, 28, 28) float32, labels (B,) int64)."""
+    import numpy as np
+
+    from chainrule.data import load_mnist
+
+    rng = np.random.default_rng(seed)
+    folder = os.environ.get("CHAINRULE_MNIST_DIR") or str(REPO.parent / "shared" / "data" / "mnist")
+    try:
+        data = load_mnist(folder, split="test", download=False)
+        images, labels = data.images, data.labels
+    except (OSError, ValueError):
+        images = rng.random((10_000, 1, 28, 28), dtype=np.float32)
+        labels = rng.integers(0, 10, 10_000)
+    out = []
+    for _ in range(count):
+        idx = rng.choice(len(labels), batch, replace=False)
+        out.append((np.ascontiguousarray(images[idx]), labels[idx].astype(np.int64)))
+    return out
+
+
 def worker(args: argparse.Namespace) -> None:
     """Time one block of steps of one set-up; rank 0 (or the process) prints one JSON line."""
-    sys.path.insert(0, str(HERE))
     sys.path.insert(0, str(REPO / "src"))
     import numpy as np
-    from bench_train import LR, MOMENTUM, batches, make_torch  # the speed issue's harness
 
     import chainrule as cr
     from chainrule import models, optim
@@ -78,26 +98,16 @@ def worker(args: argparse.Namespace) -> None:
     data = batches(args.batch, 16)
     model = models.mlp(hidden=800, rng=0) if args.model == "mlp" else models.cnn(rng=0)
 
-    if args.setup == "torch":
-        import torch
+    opt = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    lo, hi = world.rank * args.batch // world.size, (world.rank + 1) * args.batch // world.size
 
-        torch.set_num_threads(args.threads)
-        _, step_fn = make_torch(args.model, model.state_dict())
-
-        def step(x: np.ndarray, y: np.ndarray) -> None:
-            step_fn(x, y)
-
-    else:
-        opt = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-        lo, hi = world.rank * args.batch // world.size, (world.rank + 1) * args.batch // world.size
-
-        def step(x: np.ndarray, y: np.ndarray) -> None:  # Trainer's update on this rank's shard
-            xs, ys = x[lo:hi], y[lo:hi]
-            opt.zero_grad()
-            loss = cr.softmax_cross_entropy(model(xs), ys)
-            loss.backward()
-            world.reduce_batch(opt.params, len(ys), len(y), float(loss.data) * len(ys), 0)
-            opt.step()
+    def step(x: np.ndarray, y: np.ndarray) -> None:  # Trainer's update on this rank's shard
+        xs, ys = x[lo:hi], y[lo:hi]
+        opt.zero_grad()
+        loss = cr.softmax_cross_entropy(model(xs), ys)
+        loss.backward()
+        world.reduce_batch(opt.params, len(ys), len(y), float(loss.data) * len(ys), 0)
+        opt.step()
 
     for i in range(8):  # warm-up (allocator, thread pools), then the step time
         step(*data[i % len(data)])
@@ -233,13 +243,10 @@ def row(model: str, batch: int, rounds: list[dict], total: int, label: str) -> s
         return (statistics.median(v) if v else float("nan")), len(v)
 
     r21, n21 = ratio("2x1", "1x2")
-    r1t, n1t = ratio("1x2", "torch")
-    r2t, n2t = ratio("2x1", "torch")
     comm, step = med("2x1", "allreduce_ms_per_step"), med("2x1", "ms_per_step")
     return (
         f"{model:<5} {batch:>5} {label:<11} {med('1x2'):>13,.0f} {med('2x1'):>13,.0f} "
-        f"{med('torch'):>15,.0f} {r21:>9.2f} {r1t:>11.2f} {r2t:>11.2f} "
-        f"{f'{n21}/{n1t}/{n2t} of {total}':>12}  "
+        f"{r21:>9.2f} {f'{n21} of {total}':>12}  "
         f"{f'{comm:.2f} ({100 * comm / step:.0f}%)':>25} {med('2x1', 'allreduce_alone_ms'):>8.2f}"
     )
 
@@ -269,15 +276,14 @@ def main() -> None:
         return
 
     print(
-        f"data-parallel training: 1 process x 2 threads (1x2), mpiexec -n 2 x 1 thread (2x1), "
-        f"PyTorch 2 threads; {args.rounds} rounds of {args.seconds:g} s blocks; a block is clean "
+        f"data-parallel training: 1 process x 2 threads (1x2), mpiexec -n 2 x 1 thread (2x1); "
+        f"{args.rounds} rounds of {args.seconds:g} s blocks; a block is clean "
         f"when others used < {100 * args.quiet:.0f}% of the {os.cpu_count()} CPUs; load average "
         f"{os.getloadavg()[0]:.2f}"
     )
     header = (
         f"{'model':<5} {'batch':>5} {'blocks':<11} {'1x2 samples/s':>13} {'2x1 samples/s':>13} "
-        f"{'torch samples/s':>15} {'2x1 / 1x2':>9} {'1x2 / torch':>11} {'2x1 / torch':>11} "
-        f"{'pairs':>12}  {'Allreduce ms/step (share)':>25} {'alone ms':>8}"
+        f"{'2x1 / 1x2':>9} {'pairs':>12}  {'Allreduce ms/step (share)':>25} {'alone ms':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -286,7 +292,7 @@ def main() -> None:
         for batch in args.batches:
             rounds = []
             for r in range(args.rounds):
-                order = SETUPS[r % 3 :] + SETUPS[: r % 3]
+                order = SETUPS[r % 2 :] + SETUPS[: r % 2]
                 rounds.append({s: run_block(s, model, batch, args.seconds) for s in order})
             record.append({"model": model, "batch": batch, "rounds": rounds})
             clean = [
@@ -316,8 +322,8 @@ def main() -> None:
                 step1 = statistics.median(b["ms_per_step"] for b in one)
                 scaling_table(model, batch, step1, step, comm, bw, size)
     print(
-        "pairs: rounds whose two blocks of a ratio (2x1/1x2, 1x2/torch, 2x1/torch) were both "
-        "clean (row 'clean') or all rounds (row 'all', noisy); ratios are medians over them"
+        "pairs: rounds whose two blocks were both clean (row 'clean') or all rounds (row 'all', "
+        "noisy); the ratio is the median over them"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=2))

@@ -6,12 +6,13 @@
 
 Each (model, framework) trains in a process of its own, one after another (never two at
 once). chainrule runs exactly what ``chainrule train --model mlp|cnn --dataset mnist`` runs
-(``run_training`` with the default ``TrainConfig``); PyTorch gets the same recipe, read from
-that ``TrainConfig``: the architecture with PyTorch's default initialisation, SGD with the same
-learning rate, momentum and weight decay, the same cosine schedule stepped once per epoch,
-the same batch size, and the same mini-batches: each epoch's order and random shifts of the
-training images are drawn as chainrule's ``DataLoader(shift=...)`` draws them (NumPy). The
-PyTorch process never imports chainrule; the chainrule process never imports PyTorch.
+(``tune_allocator()``, then ``run_training`` with the default ``TrainConfig``); PyTorch gets
+the same recipe, read from that ``TrainConfig``: the architecture with PyTorch's default
+initialisation, SGD with the same learning rate, momentum and weight decay, the same cosine
+schedule stepped once per epoch, the same batch size, and the same mini-batches: each epoch's
+order and random shifts of the training images are drawn as chainrule's
+``DataLoader(shift=...)`` draws them (NumPy). The PyTorch process never imports chainrule; the
+chainrule process never imports PyTorch.
 
 After every epoch both evaluate the 10,000 test images (not counted as training time). The
 table gives the final test accuracy, and the training time (wall clock, summed over epochs)
@@ -48,8 +49,10 @@ def default_data_dir() -> Path:
 def train_chainrule(model: str, data_dir: Path, epochs: int | None) -> dict:
     """`chainrule train --model MODEL --dataset mnist` (default recipe), in this process."""
     sys.path.insert(0, str(SRC))
+    from chainrule.backend import tune_allocator
     from chainrule.train import TrainConfig, run_training
 
+    tune_allocator()  # as `chainrule train` does before it trains
     config = TrainConfig(model=model, dataset="mnist", epochs=epochs)
     with tempfile.TemporaryDirectory() as out:
         result = run_training(

@@ -8,7 +8,7 @@
 Each function writes into the parameter's array and into the state arrays. The formula runs on
 one block of :data:`BLOCK` numbers of h, de/dh and the state before the next block, through two
 scratch arrays that stay in the CPU's cache: a large weight matrix streams through memory once
-per step instead of once per operation (benchmarks/bench_train.py measures the step). The
+per step instead of once per operation (benchmarks/bench_speed.py measures the step). The
 operations, in this order, are PyTorch's ``torch.optim.SGD`` and ``torch.optim.Adam``, so the
 numbers are the same whatever the block size (tests/test_backend_updates.py checks both, and the
 plain whole-array formulas above, bit for bit).
