@@ -82,3 +82,20 @@ def test_the_package_loads_its_names_on_first_use():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_gradcheck_in_a_fresh_interpreter_checks_the_whole_table():
+    # the package loads lazily: the command must still find every rule of the table
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from chainrule.check import table\n"
+        "from chainrule.cli import main\n"
+        "assert 'relu' in table() and 'conv2d' in table(), sorted(table())\n"
+        "sys.exit(main(['gradcheck', 'relu', 'tanh', '--order', '1']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "2 of 2 rules pass" in done.stdout

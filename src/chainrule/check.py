@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy  # the definition of the derivative is checked in float64 NumPy
 
+from . import rules as _rules  # noqa: F401  (the table: it fills RULES and COMPOSITES)
 from .engine import COMPOSITES, RULES, Tensor, autograd_grad
 
 xp = numpy

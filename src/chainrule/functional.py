@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import backend as B
+from . import rules as _rules  # noqa: F401  (the table: Tensor's operators, RULES)
 from .engine import GraphError, Tensor, autograd_grad
 
 __all__ = [
@@ -174,7 +175,7 @@ def derivative(f: Callable) -> Callable:
 
 
 def _stack_last(cols: list[Tensor]) -> Tensor:
-    from .engine import RULES  # the table's stack (the rules are loaded with the package)
+    from .engine import RULES  # the table's stack (loaded with this module)
 
     return RULES["stack"](cols, axis=-1)
 
