@@ -33,7 +33,10 @@ x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
 y = rng.integers(0, 10, batch)
 opt = optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
 def step():
-    opt.zero_grad(); loss = cr.softmax_cross_entropy(m(cr.tensor(x)), y); loss.backward(); opt.step()
+    opt.zero_grad()
+    loss = cr.softmax_cross_entropy(m(cr.tensor(x)), y)
+    loss.backward()
+    opt.step()
     return float(loss)
 first = step()
 for _ in range(3): step()
@@ -42,7 +45,8 @@ for line in sys.stdin:
     n = int(line)
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(n): step()
-    print(json.dumps({"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0}), flush=True)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(json.dumps({"wall": wall, "cpu": cpu}), flush=True)
 """
 
 
@@ -65,8 +69,12 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=20, help="steps per block (default 20)")
     ap.add_argument("--pairs", type=int, default=15, help="block pairs per series (default 15)")
     ap.add_argument("--series", type=int, default=3, help="fresh worker pairs (default 3)")
-    ap.add_argument("--noise", type=float, default=0.05,
-                    help="largest share of the CPUs others may use in a clean block (0.05)")
+    ap.add_argument(
+        "--noise",
+        type=float,
+        default=0.05,
+        help="largest share of the CPUs others may use in a clean block (0.05)",
+    )
     ap.add_argument("--settle", type=float, default=0.2, help="pause before a block, s (0.2)")
     a = ap.parse_args()
     ncpu = os.cpu_count() or 1
@@ -74,17 +82,26 @@ def main() -> int:
     for _ in range(a.series):
         workers = {}
         for tag, src in (("old", a.old), ("new", a.new)):
-            env = dict(os.environ, PYTHONPATH=src, OMP_NUM_THREADS=str(a.threads),
-                       OPENBLAS_NUM_THREADS=str(a.threads))
-            p = subprocess.Popen([sys.executable, "-c", WORKER, a.model, str(a.batch)],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+            env = dict(
+                os.environ,
+                PYTHONPATH=src,
+                OMP_NUM_THREADS=str(a.threads),
+                OPENBLAS_NUM_THREADS=str(a.threads),
+            )
+            p = subprocess.Popen(
+                [sys.executable, "-c", WORKER, a.model, str(a.batch)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
             workers[tag] = (p, json.loads(p.stdout.readline())["first_loss"])
         if abs(workers["old"][1] - workers["new"][1]) > 1e-6:
             print(f"first losses differ: {workers['old'][1]} vs {workers['new'][1]}")
             return 1
         for k in range(a.pairs):
             times, clean = {}, True
-            for tag in (("old", "new") if k % 2 == 0 else ("new", "old")):
+            for tag in ("old", "new") if k % 2 == 0 else ("new", "old"):
                 p = workers[tag][0]
                 time.sleep(a.settle)
                 b0, t0 = cpu_ticks()
@@ -107,9 +124,11 @@ def main() -> int:
         print(f"{a.model}: no clean pair ({noisy} noisy): the machine is busy")
         return 1
     q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
-    print(f"{a.model} batch {a.batch}, {a.threads} threads: new/old throughput "
-          f"{statistics.median(ratios):.3f}x (quartiles {q[0]:.3f}-{q[2]:.3f}), "
-          f"{len(ratios)} clean pairs, {noisy} noisy")
+    print(
+        f"{a.model} batch {a.batch}, {a.threads} threads: new/old throughput "
+        f"{statistics.median(ratios):.3f}x (quartiles {q[0]:.3f}-{q[2]:.3f}), "
+        f"{len(ratios)} clean pairs, {noisy} noisy"
+    )
     return 0
 
 
