@@ -19,6 +19,7 @@ from chainrule.data import load_digits
 from chainrule.train import evaluate, load_checkpoint, load_model
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+QUIET = ["--no-progress", "--no-plots"]
 
 
 def _idx(path: Path, array: np.ndarray) -> Path:
@@ -275,6 +276,66 @@ def test_train_and_evaluate_on_mnist_files(fake_mnist, tmp_path, model, capsys):
     assert main(["evaluate", str(out), "--data-dir", str(empty), "--no-download"]) == 1
     err = capsys.readouterr().err  # evaluate speaks the command line's language too
     assert "pass --data-dir DIR to another folder" in err and "data_dir=" not in err
+
+
+@pytest.fixture(scope="module")
+def mnist_test_files_only(fake_mnist, tmp_path_factory):
+    """A folder with MNIST's two test-set files and nothing else (48 digits)."""
+    folder = tmp_path_factory.mktemp("t10k-only")
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (folder / name).write_bytes((fake_mnist / name).read_bytes())
+    return folder
+
+
+def test_split_test_trains_on_part_of_the_test_set_and_evaluates_on_the_rest(
+    mnist_test_files_only, tmp_path, capsys
+):
+    from chainrule.data import load_mnist
+
+    data = ["--dataset", "mnist", "--data-dir", str(mnist_test_files_only), "--no-download"]
+    out = tmp_path / "run"
+    argv = ["train", *data, "--split-test", "32", "--split-seed", "3", "--hidden", "16"]
+    assert main([*argv, "--epochs", "1", "--out", str(out), "--no-progress", "--no-plots"]) == 0
+    text = capsys.readouterr().out
+    assert "on mnist (its test set split, seed 3): 32 train / 16 test images" in text
+    test = load_mnist(mnist_test_files_only, split="test", download=False)
+    order = np.random.default_rng(3).permutation(48)  # the draw the README describes
+    train, held_out = test.subset(order[:32]), test.subset(order[32:])
+    ckpt = load_checkpoint(out)
+    assert ckpt.data == train.fingerprint()  # trained on exactly those 32 images
+    assert (ckpt.hyperparameters["split_test"], ckpt.hyperparameters["split_seed"]) == (32, 3)
+
+    model, _ = load_model(out)
+    for split, part, n in (("test", held_out, 16), ("train", train, 32)):
+        assert main(["evaluate", str(out), *data[2:], "--split", split, "--json"]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["samples"] == n and summary["split_test"] == 32
+        assert summary["accuracy"] == evaluate(model, part).accuracy
+    assert main(["evaluate", str(out), *data[2:]]) == 0
+    assert "the images the --split-test 32 run held out, seed 3), 16 images" in (
+        capsys.readouterr().out
+    )
+    # resuming keeps the split (the checkpoint's training data are checked on resume)
+    assert main(["train", *data, "--epochs", "2", "--resume", "--out", str(out), *QUIET]) == 0
+    assert load_checkpoint(out).epoch == 2 and load_checkpoint(out).data == train.fingerprint()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--split-test", "48"], "--split-test 48: mnist-test has 48 images; train on 1 to 47"),
+        (["--split-test", "0"], "split_test must be a whole number >= 1, got 0"),
+        (["--split-seed", "1"], "--split-seed S draws the images of --split-test N: pass both"),
+    ],
+)
+def test_split_test_bad_values_are_one_line_before_any_work(
+    mnist_test_files_only, tmp_path, capsys, extra, message
+):
+    data = ["--dataset", "mnist", "--data-dir", str(mnist_test_files_only), "--no-download"]
+    assert main(["train", *data, *extra, "--out", str(tmp_path / "run"), *QUIET]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "run" / "checkpoint.safetensors").exists()
 
 
 def test_missing_mnist_files_are_a_clear_error(tmp_path, capsys):

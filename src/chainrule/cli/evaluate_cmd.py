@@ -20,7 +20,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="default: the dataset the checkpoint was trained on",
     )
-    p.add_argument("--split", choices=("test", "train"), default="test", help="default: test")
+    p.add_argument(
+        "--split",
+        choices=("test", "train"),
+        default="test",
+        help="default: test (for a run trained with --split-test: the test images it held out; "
+        "train: the ones it trained on)",
+    )
     p.add_argument(
         "--data-dir",
         metavar="DIR",
@@ -57,7 +63,18 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{ckpt.path} does not name its dataset: pass --dataset")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    data = load_split(dataset, args.split, args.data_dir, download=not args.no_download)
+    hp = ckpt.hyperparameters
+    # a run trained on part of its dataset's test set is evaluated on the images it held out
+    split_test = hp.get("split_test") if dataset == hp.get("dataset") else None
+    split_seed = hp.get("split_seed", 0)
+    data = load_split(
+        dataset,
+        args.split,
+        args.data_dir,
+        download=not args.no_download,
+        split_test=split_test,
+        split_seed=split_seed,
+    )
     want = tuple(ckpt.architecture["input_shape"])
     if data.image_shape != want:
         raise ValueError(
@@ -69,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
             "checkpoint": str(ckpt.path),
             "dataset": dataset,
             "split": args.split,
+            **({"split_test": split_test, "split_seed": split_seed} if split_test else {}),
             "samples": len(data),
             **ev.summary(),
         }
@@ -80,7 +98,14 @@ def run(args: argparse.Namespace) -> int:
         f"{ckpt.epoch} epoch(s) of training on {ckpt.hyperparameters.get('dataset')}"
     )
     wrong = int((ev.predictions != ev.labels).sum())
-    print(f"{dataset} {args.split} set, {len(data):,} images")
+    part = ""
+    if split_test is not None:
+        part = (
+            f" (trained on {split_test:,} of the test set's images, seed {split_seed})"
+            if args.split == "train"
+            else f" (the images the --split-test {split_test} run held out, seed {split_seed})"
+        )
+    print(f"{dataset} {args.split} set{part}, {len(data):,} images")
     print(
         f"  accuracy         {100 * ev.accuracy:6.2f}%   (actual error {100 * ev.error:.2f}%: "
         f"{wrong} wrong)"

@@ -29,6 +29,8 @@ _HYPER = (
     "hidden",
     "seed",
     "shift",
+    "split_test",
+    "split_seed",
 )
 
 
@@ -143,6 +145,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "per axis, seeded like the shuffling (default: see below)",
     )
     p.add_argument(
+        "--split-test",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train on N images of the dataset's test set and test on the others, for a "
+        "machine that holds only the test files (mnist --split-test 8000: the README's "
+        "8,000 / 2,000); the images are drawn by a permutation seeded by --split-seed",
+    )
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        default=None,
+        metavar="S",
+        help="seed of the permutation that draws --split-test's images (default 0): "
+        "numpy.random.default_rng(S).permutation(n), the first N train",
+    )
+    p.add_argument(
         "--out", metavar="DIR", default=None, help="output folder (default: runs/<model>-<dataset>)"
     )
     p.add_argument(
@@ -218,6 +237,8 @@ def run(args: argparse.Namespace) -> int:
             f"{ckpt_path} exists: pass --resume to continue that run, --overwrite to start "
             "afresh, or another --out"
         )
+    if args.split_seed is not None and args.split_test is None and not args.resume:
+        raise ValueError("--split-seed S draws the images of --split-test N: pass both")
     if args.max_memory is not None and not args.max_memory > 0:
         raise ValueError(f"--max-memory must be a positive number of GiB, got {args.max_memory}")
     config = TrainConfig(dataset=args.dataset, **given)

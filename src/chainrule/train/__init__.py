@@ -23,7 +23,15 @@ from .checkpoint import (
 from .loop import FitResult, Trainer, epoch_seed, format_epoch
 from .metrics import Evaluation, confusion_matrix, evaluate, per_class_accuracy, predict_scores
 from .pytorch import export_torch, import_torch
-from .run import DATASETS, TrainConfig, TrainResult, load_dataset, load_split, run_training
+from .run import (
+    DATASETS,
+    TrainConfig,
+    TrainResult,
+    load_dataset,
+    load_split,
+    run_training,
+    split_test_set,
+)
 
 __all__ = [
     "distributed",
@@ -49,5 +57,6 @@ __all__ = [
     "run_training",
     "load_dataset",
     "load_split",
+    "split_test_set",
     "DATASETS",
 ]

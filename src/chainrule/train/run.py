@@ -39,7 +39,15 @@ from .checkpoint import CheckpointError, check_fits, load_checkpoint
 from .loop import DivergenceError, FitResult, Trainer, say
 from .metrics import Evaluation, predict_scores, strict_json
 
-__all__ = ["TrainConfig", "TrainResult", "run_training", "load_dataset", "load_split", "DATASETS"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "run_training",
+    "load_dataset",
+    "load_split",
+    "split_test_set",
+    "DATASETS",
+]
 
 DATASETS = ("digits", "mnist")
 
@@ -99,6 +107,10 @@ class TrainConfig:
     hidden: int = 800
     seed: int = 0
     shift: int | None = None  # random shifts of training images, pixels; None: the default
+    # train on this many images of the dataset's TEST set and test on the others (for a machine
+    # holding only the test files); split_seed seeds the permutation that draws them
+    split_test: int | None = None
+    split_seed: int = 0
 
     def resolved(self) -> TrainConfig:
         """A copy with the dataset's defaults filled in, validated."""
@@ -128,6 +140,11 @@ class TrainConfig:
         if shift is None or isinstance(shift, bool) or int(shift) != shift or shift < 0:
             raise ValueError(f"shift must be a whole number of pixels >= 0, got {shift}")
         cfg.shift = int(shift)
+        n, seed = cfg.split_test, cfg.split_seed
+        if n is not None and (isinstance(n, bool) or int(n) != n or n < 1):
+            raise ValueError(f"split_test must be a whole number >= 1, got {n}")
+        if isinstance(seed, bool) or int(seed) != seed or seed < 0:
+            raise ValueError(f"split_seed must be a whole number >= 0, got {seed}")
         return cfg
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -189,15 +206,44 @@ def load_dataset(
     raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
 
 
+def split_test_set(
+    test: Dataset, n_train: int, seed: int = 0, spelling: Spelling = "python"
+) -> tuple[Dataset, Dataset]:
+    """(train, held out): ``n_train`` images of the test set ``test`` and the others.
+
+    The images are drawn by a permutation seeded by ``seed``, ``test.split(n_train, seed=seed)``:
+    ``order = numpy.random.default_rng(seed).permutation(len(test))``, train on
+    ``order[:n_train]``, test on ``order[n_train:]``. For a machine that holds only a dataset's
+    test files: MNIST's 10,000 test images split 8,000 / 2,000 is the README's table.
+    """
+    flag = "--split-test" if spelling == "cli" else "split_test ="
+    if not 1 <= n_train < len(test):
+        raise ValueError(
+            f"{flag} {n_train}: {test.name} has {len(test):,} images; train on "
+            f"1 to {len(test) - 1:,} of them so that some are left to test on"
+        )
+    return test.split(int(n_train), seed=int(seed))
+
+
 def load_split(
     name: str,
     split: str,
     data_dir: str | Path | None = None,
     download: bool = True,
+    split_test: int | None = None,
+    split_seed: int = 0,
 ) -> Dataset:
-    """One split (``train`` or ``test``) of a dataset; MNIST reads only that split's files."""
+    """One split (``train`` or ``test``) of a dataset; MNIST reads only that split's files.
+
+    ``split_test``: the data of a run trained on part of the test set (see
+    :func:`split_test_set`): ``train`` is that part, ``test`` the images held out.
+    """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if split_test is not None:
+        test = load_split(name, "test", data_dir, download)
+        train, held_out = split_test_set(test, split_test, split_seed)
+        return train if split == "train" else held_out
     if name == "mnist":
         from ..data import load_mnist
 
@@ -305,8 +351,17 @@ def run_training(
                 f"note: the cosine schedule is laid out again over {cfg.epochs} epochs (it was "
                 f"{ckpt.hyperparameters.get('epochs')}); the remaining epochs follow the new curve"
             )
+    if data is not None and cfg.split_test is not None:
+        raise ValueError(
+            "split_test splits the dataset's test set; data= is used as given (split it "
+            "with Dataset.split instead)"
+        )
     if data is None and root:
-        data = load_dataset(cfg.dataset, data_dir, download)
+        if cfg.split_test is not None:
+            test_files = load_split(cfg.dataset, "test", data_dir, download)
+            data = split_test_set(test_files, cfg.split_test, cfg.split_seed, spelling)
+        else:
+            data = load_dataset(cfg.dataset, data_dir, download)
     # distributed: rank 0 read the files, the others receive the arrays
     train_set, test_set = _shared(world, data)
     _check_splits(train_set, test_set)
@@ -357,7 +412,13 @@ def run_training(
             log(f"resuming {ckpt_path} {where} (training for {cfg.epochs} epochs)")
     elif log is not None:
         log(
-            f"training {cfg.model} ({model.num_parameters():,} parameters) on {cfg.dataset}: "
+            f"training {cfg.model} ({model.num_parameters():,} parameters) on {cfg.dataset}"
+            + (
+                f" (its test set split, seed {cfg.split_seed})"
+                if cfg.split_test is not None
+                else ""
+            )
+            + ": "
             f"{len(train_set):,} train / {len(test_set):,} test images, {cfg.epochs} epochs, "
             f"batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}"
             + (f" momentum {cfg.momentum}" if getattr(optimizer, "momentum", 0) else "")
