@@ -208,6 +208,7 @@ def central_jacobian(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
 PYTHON_SECTIONS = sorted({section for _, section, _ in blocks("python")})
 CHECKED_SECTIONS = {
     "Derivatives",
+    "Development",
     "Optimization (`chainrule.optimize`)",
     "Training a network (the lecture's main job)",
     "Universal function approximation: the lecture's proof as a network",
@@ -322,6 +323,38 @@ def test_approximation_snippets(work):
         assert words in printed  # print(approx.error_report(net, f))
     assert value(v, "approx.partition_of_unity(bad)") == pytest.approx((0.0, 1.0))
     assert value(v, "approx.count_linear_regions(approx.sawtooth(10), (0, 1))") == 1024
+
+
+# what a module of src/chainrule/rules/ imports, which the "Adding a rule" entry is written in
+RULES_MODULE_IMPORTS = """\
+from chainrule import backend as B
+from chainrule.engine import rule
+from chainrule.rules.activations import sigmoid
+from chainrule.rules._common import n
+"""
+
+
+def test_the_adding_a_rule_entry_is_a_rule_that_passes_the_table_checks(tmp_path):
+    """The Development section's entry, as the body of a rules/ module, in a process of its
+    own (a new rule stays out of this process's table): gradcheck passes at orders 1 and 2."""
+    found = [(line, t) for line, section, t in blocks("python") if section == "Development"]
+    assert len(found) == 1, "one python block in Development: the new rule's entry"
+    line, entry = found[0]
+    name = re.search(r"@rule\([^)]*\)\ndef (\w+)\(", entry).group(1)
+    check = f"""
+import chainrule as cr
+table = cr.gradcheck([{name!r}], orders=(1, 2))
+print(table)
+assert table.ok, "the README's new rule fails the table checks"
+"""
+    script = tmp_path / "entry.py"
+    script.write_text(RULES_MODULE_IMPORTS + "\n" * (line - 5) + entry + check)  # README lines
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.search(rf"^{name} +\S+ +\S+ +PASS ", done.stdout, re.M), done.stdout
 
 
 # --------------------------------------------------------------------------- console blocks
