@@ -474,7 +474,13 @@ def chainrule_argv(command: str) -> list[str] | None:
 @pytest.mark.parametrize("line, command", bash_commands(), ids=[c for _, c in bash_commands()])
 def test_every_bash_line_is_a_valid_command_or_says_why_not(line, command):
     argv = chainrule_argv(command)
-    if argv is None:
+    words = shlex.split(command, comments=True)
+    if words[:2] == ["python", words[1]] and words[1].startswith("benchmarks/"):
+        # a benchmark (minutes, not part of the tests): it exists and has the options used
+        source = (REPO / words[1]).read_text()
+        for flag in (w for w in words[2:] if w.startswith("--")):
+            assert f'"{flag}"' in source, f"README.md:{line}: {words[1]} has no {flag}"
+    elif argv is None:
         assert any(command.startswith(p) for p in NOT_RUN), (
             f"README.md:{line}: {command!r} is neither a chainrule command nor in NOT_RUN"
         )
@@ -487,11 +493,13 @@ def test_accuracy_recipes_train_as_their_rows_say():
     from chainrule.cli.train_cmd import _HYPER
     from chainrule.train import TrainConfig
 
-    recipe = re.compile(r"`(chainrule train[^`]*)` \(([^)]*)\) \| [^|]*\|$")
-    rows = [r for r in README.splitlines() if r.startswith("|") and recipe.search(r)]
+    recipe = re.compile(r"^\|[^`]*\| `(chainrule train[^`]*)`: ([^|]*) \| [^|]*\|$")
+    rows = [r for r in README.splitlines() if recipe.match(r)]
+    assert len(rows) == len([r for r in README.splitlines() if r.startswith("| ") and
+                             "`chainrule train " in r])  # fmt: skip
     assert len(rows) >= 5
     for row in rows:
-        command, said = recipe.search(row).groups()
+        command, said = recipe.match(row).groups()
         args = parses(shlex.split(command)[1:])
         given = {k: getattr(args, k) for k in _HYPER if getattr(args, k) is not None}
         cfg = TrainConfig(dataset=args.dataset, **given).resolved()
@@ -500,10 +508,16 @@ def test_accuracy_recipes_train_as_their_rows_say():
             (r"batch (\d+)", cfg.batch_size),
             (r"lr ([\d.]+)", cfg.lr),
             (r"momentum ([\d.]+)", cfg.momentum),
+            (r"weight decay ([\d.e-]+)", cfg.weight_decay),
+            (r"shifts of up to (\d+) px", cfg.shift),
         ):
             m = re.search(pattern, said)
             if m:
                 assert float(m.group(1)) == actual, f"{command}: {pattern} in {said!r}"
+        if "weight decay" not in said:
+            assert cfg.weight_decay == 0, f"{command}: {said!r} has no weight decay"
+        if "shifts of up to" not in said:
+            assert cfg.shift == 0, f"{command}: {said!r} has no shifts"
         assert ("cosine" in said) == (cfg.schedule == "cosine"), row
         if "split 8,000 / 2,000" in row:
             assert (cfg.split_test, cfg.split_seed) == (8000, 0), row
