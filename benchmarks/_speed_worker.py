@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import _torch_nets as torch_nets  # benchmarks/ is on sys.path: these run as scripts
 import numpy as np
 
 FIRST_STEPS = 3  # steps from the initial weights whose losses the parent compares
@@ -101,22 +102,9 @@ def build_torch(workload: str, weights: dict[str, np.ndarray], threads: int) -> 
     torch.set_num_threads(threads)
     tnn, F = torch.nn, torch.nn.functional
     if workload == "mlp":
-        net = tnn.Sequential(tnn.Flatten(), tnn.Linear(784, 800), tnn.ReLU(), tnn.Linear(800, 10))
+        net = torch_nets.mlp(tnn)
     elif workload == "lenet":
-        net = tnn.Sequential(
-            tnn.Conv2d(1, 6, 5, padding=2),
-            tnn.ReLU(),
-            tnn.MaxPool2d(2),
-            tnn.Conv2d(6, 16, 5),
-            tnn.ReLU(),
-            tnn.MaxPool2d(2),
-            tnn.Flatten(),
-            tnn.Linear(400, 120),
-            tnn.ReLU(),
-            tnn.Linear(120, 84),
-            tnn.ReLU(),
-            tnn.Linear(84, 10),
-        )
+        net = torch_nets.lenet(tnn)
     else:
         net = tnn.Sequential(
             tnn.Linear(2, 16), tnn.ReLU(), tnn.Linear(16, 16), tnn.ReLU(), tnn.Linear(16, 1)

@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _torch_nets as torch_nets  # benchmarks/ is on sys.path: these run as scripts
+
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 MARKS = {"mlp": 0.98, "cnn": 0.99}
@@ -106,26 +108,7 @@ def train_torch(model: str, data_dir: Path, recipe: dict, threads: int) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(recipe["seed"])
     tnn = torch.nn
-    if model == "mlp":
-        hidden = recipe["hidden"]
-        net = tnn.Sequential(
-            tnn.Flatten(), tnn.Linear(784, hidden), tnn.ReLU(), tnn.Linear(hidden, 10)
-        )
-    else:
-        net = tnn.Sequential(
-            tnn.Conv2d(1, 6, 5, padding=2),
-            tnn.ReLU(),
-            tnn.MaxPool2d(2),
-            tnn.Conv2d(6, 16, 5),
-            tnn.ReLU(),
-            tnn.MaxPool2d(2),
-            tnn.Flatten(),
-            tnn.Linear(400, 120),
-            tnn.ReLU(),
-            tnn.Linear(120, 84),
-            tnn.ReLU(),
-            tnn.Linear(84, 10),
-        )
+    net = torch_nets.mlp(tnn, recipe["hidden"]) if model == "mlp" else torch_nets.lenet(tnn)
     if recipe["optimizer"] != "sgd" or recipe["schedule"] != "cosine":
         raise SystemExit("this script mirrors the default recipes: SGD with a cosine schedule")
     opt = torch.optim.SGD(
