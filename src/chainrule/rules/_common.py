@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import backend as B
-from ..engine import ShapeError, Tensor
+from ..engine import ShapeError, Tensor, broadcast_shapes
 
 
 def data(x: Any) -> Any:
@@ -28,16 +28,12 @@ def mask(condition: Any, like: Any) -> Any:
 
 def broadcast_shape(op: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
     """The shape that broadcasting gives, or a ShapeError naming ``op`` and the shapes."""
-    n = builtins.max(len(s) for s in shapes)
-    out = []
-    for i in range(n):
-        sizes = {s[i - n + len(s)] for s in shapes if i - n + len(s) >= 0} - {1}
-        if len(sizes) > 1:
-            raise ShapeError(
-                f"{op}: shapes {' and '.join(map(str, shapes))} cannot be broadcast together"
-            )
-        out.append(sizes.pop() if sizes else 1)
-    return tuple(out)
+    out = broadcast_shapes(*shapes)
+    if out is None:
+        raise ShapeError(
+            f"{op}: shapes {' and '.join(map(str, shapes))} cannot be broadcast together"
+        )
+    return out
 
 
 def axis_index(op: str, axis: Any, ndim: int) -> int:
