@@ -29,6 +29,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any, NamedTuple
@@ -71,13 +72,19 @@ class GraphError(RuntimeError):
 # ----------------------------------------------------------------------------- grad mode
 
 
-class _GradMode:
+class _GradMode(threading.local):
+    """Whether the graph is recorded, per thread (PyTorch's semantics): one thread's backward
+    pass or ``no_grad`` block never stops another thread's forward pass from recording."""
+
     enabled = True
+
+
+_grad_mode = _GradMode()
 
 
 def is_grad_enabled() -> bool:
     """True when operations on Tensors that require grad are being recorded."""
-    return _GradMode.enabled
+    return _grad_mode.enabled
 
 
 class no_grad:
@@ -86,11 +93,11 @@ class no_grad:
     _value = False
 
     def __enter__(self) -> None:
-        self._prev = _GradMode.enabled
-        _GradMode.enabled = self._value
+        self._prev = _grad_mode.enabled
+        _grad_mode.enabled = self._value
 
     def __exit__(self, *exc: object) -> None:
-        _GradMode.enabled = self._prev
+        _grad_mode.enabled = self._prev
 
     def __call__(self, fn: Callable) -> Callable:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -243,7 +250,7 @@ class Rule:
         t.grad = None
         t.name = None
         t._retain = False
-        if traced and _GradMode.enabled:
+        if traced and _grad_mode.enabled:
             t.requires_grad = True
             t._node = Node(self, args, params, saved)
         else:
@@ -723,8 +730,8 @@ def backprop(
         grads[id(r)] = grads[id(r)] + s if id(r) in grads else s
     result: dict[int, Any] = {}
     owned: set[int] = set()  # ids of arrays already stored as some leaf's .grad in this pass
-    prev = _GradMode.enabled
-    _GradMode.enabled = create_graph
+    prev = _grad_mode.enabled
+    _grad_mode.enabled = create_graph
     try:
         stop = wanted_ids if not accumulate else frozenset()
         for t in reversed(topological_order(roots, stop)):
@@ -751,7 +758,7 @@ def backprop(
             if not retain_graph:
                 t._node = FREED
     finally:
-        _GradMode.enabled = prev
+        _grad_mode.enabled = prev
     return result
 
 

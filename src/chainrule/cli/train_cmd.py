@@ -191,6 +191,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="BLAS threads per process (default: all cores; 1 per rank under mpiexec -n N>1)",
     )
+    p.add_argument(
+        "--parallel",
+        choices=("auto", "blas", "batch"),
+        default="auto",
+        help="how the threads share a step: blas runs each matrix product on all of them; "
+        "batch splits every mini-batch over them, one BLAS thread each, so that the work "
+        "between the products runs in parallel too (the same gradients up to float rounding); "
+        "auto: batch for the CNN, blas for the MLP (measured faster; default: %(default)s)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
     p.set_defaults(run=run)
@@ -254,6 +263,9 @@ def run(args: argparse.Namespace) -> int:
         plots=not args.no_plots,
         spelling="cli",
         memory_limit=None if args.max_memory is None else args.max_memory * 2**30,
+        batch_threads={"blas": 1, "batch": distributed.blas_threads() or 1, "auto": None}[
+            args.parallel
+        ],
     )
     import signal
 

@@ -29,6 +29,8 @@ notebook the error curves are also redrawn in place after every epoch (``live_pl
 Data-parallel (``world``, :mod:`chainrule.train.distributed`): each rank runs the same loop on
 its shard of every batch; the hooks marked "distributed" sum the gradients and the counts and
 agree on stopping, and only rank 0 prints and saves. With one process they change nothing.
+Threads (``batch_threads``, :mod:`chainrule.train.threads`): each batch (or rank's shard) is
+split again over threads in this process, with the same sum of gradients.
 """
 
 from __future__ import annotations
@@ -47,9 +49,9 @@ import numpy as np
 from ..data import DataLoader, Dataset
 from ..display import LiveCurves, in_notebook
 from ..optim import Schedule
-from ..rules import softmax_cross_entropy
 from .checkpoint import Checkpoint, save_checkpoint
 from .distributed import LOCAL, World
+from .threads import BatchThreads
 
 __all__ = ["Trainer", "FitResult", "DivergenceError", "epoch_seed", "TRAIN_EVAL_SAMPLES"]
 
@@ -151,6 +153,8 @@ class Trainer:
     only its rank 0 prints and writes.
     ``shift``: each training image is moved by a random offset of up to ``shift`` pixels per
     axis, drawn from (seed, epoch) like the order.
+    ``batch_threads``: split every mini-batch over this many threads, one BLAS thread each
+    (:class:`chainrule.train.threads.BatchThreads`); 1: the whole batch in this thread.
     """
 
     def __init__(
@@ -171,6 +175,7 @@ class Trainer:
         live_plot: bool | LiveCurves | None = None,
         world: World | None = None,
         shift: int = 0,
+        batch_threads: int = 1,
     ) -> None:
         if not isinstance(train_set, Dataset):
             raise TypeError(f"train_set must be a Dataset, got {type(train_set).__name__}")
@@ -182,6 +187,11 @@ class Trainer:
         self.train_set, self.test_set = train_set, test_set
         self.batch_size, self.seed, self.schedule = int(batch_size), int(seed), schedule
         self.shift = shift
+        if isinstance(batch_threads, bool) or int(batch_threads) != batch_threads:
+            raise ValueError(f"batch_threads must be a whole number >= 1, got {batch_threads}")
+        if batch_threads < 1:
+            raise ValueError(f"batch_threads must be a whole number >= 1, got {batch_threads}")
+        self.batch_threads = int(batch_threads)
         self.architecture = architecture or {}
         self.hyperparameters = hyperparameters or {}
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
@@ -309,11 +319,12 @@ class Trainer:
         if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1:
             raise ValueError(f"epochs must be a whole number >= 1, got {epochs}")
         interrupted = False
+        step = BatchThreads(self.model, self.optimizer.params, self.batch_threads)
         # overflow is no warning here: a non-finite loss or parameter stops the loop explicitly
         with _StopFlag() as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             try:
                 while self.epoch < epochs:
-                    pos = self._train_epoch(self.epoch, epochs, stop, on_batch)
+                    pos = self._train_epoch(self.epoch, epochs, stop, on_batch, step)
                     if pos.batches < self.batches_per_epoch:  # stopped inside the epoch
                         self.position = pos
                         if self.checkpoint_path is not None:
@@ -325,6 +336,7 @@ class Trainer:
                         interrupted = True
                         break
             finally:  # also when the run diverges
+                step.close()
                 if self.live is not None:
                     self.live.close()
         result = self.result(interrupted)
@@ -350,7 +362,12 @@ class Trainer:
         return FitResult(list(self.history), self.epoch, interrupted, path, seconds, samples)
 
     def _train_epoch(
-        self, epoch: int, epochs: int, stop: _StopFlag, on_batch: Callable[[int, int], None] | None
+        self,
+        epoch: int,
+        epochs: int,
+        stop: _StopFlag,
+        on_batch: Callable[[int, int], None] | None,
+        step: BatchThreads,
     ) -> _Position:
         model, opt = self.model, self.optimizer
         if self.schedule is not None:
@@ -376,12 +393,7 @@ class Trainer:
                 opt.zero_grad()
                 batch_loss, batch_correct = 0.0, 0
                 if len(y):  # (a rank's shard of a short last batch may be empty)
-                    scores = model(x)
-                    loss = softmax_cross_entropy(scores, y)
-                    batch_loss = float(loss.data) * len(y)
-                    batch_correct = int(np.count_nonzero(scores.data.argmax(axis=1) == y))
-                    if math.isfinite(batch_loss):
-                        loss.backward()
+                    batch_loss, batch_correct = step(x, y)  # forward, backward into .grad
                 # distributed: the whole batch's gradient and counts, the same on every rank
                 n = min(self.batch_size, n_train - b * self.batch_size)
                 batch_loss, batch_correct = world.reduce_batch(

@@ -1,0 +1,152 @@
+"""Mini-batches split over threads (chainrule.train.threads) and the per-thread graph mode."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from chainrule import models, no_grad, softmax_cross_entropy, tensor
+from chainrule.cli import main
+from chainrule.data import DataLoader, load_digits
+from chainrule.train import TrainConfig, epoch_seed, run_training
+from chainrule.train.threads import BatchThreads
+
+pytest.importorskip("threadpoolctl")
+
+
+def _cnn64(seed: int = 0):
+    """LeNet-5 in float64 (the gradients then agree to rounding of float64)."""
+    model = models.cnn(rng=seed)
+    for p in model.parameters():
+        p.data = p.data.astype(np.float64)
+    assert all(p.data.dtype == np.float64 for p in model.parameters())
+    return model
+
+
+@pytest.mark.parametrize("threads, n", [(2, 7), (3, 8), (2, 2), (4, 3)])
+def test_the_split_batch_has_the_whole_batch_gradient(threads, n):
+    rng = np.random.default_rng(threads * 10 + n)
+    x, y = rng.random((n, 1, 28, 28)), rng.integers(0, 10, n)
+    plain, split = _cnn64(), _cnn64()
+    loss = softmax_cross_entropy(plain(x), y)
+    loss.backward()
+    with BatchThreads(split, split.parameters(), threads) as step:
+        loss_sum, correct = step(x, y)
+    assert loss_sum == pytest.approx(float(loss.data) * n, rel=1e-12)
+    assert correct == int(np.count_nonzero(plain(x).data.argmax(axis=1) == y))
+    for a, b in zip(plain.parameters(), split.parameters(), strict=True):
+        assert b.grad.shape == a.grad.shape and b.grad.dtype == a.grad.dtype == np.float64
+        np.testing.assert_allclose(b.grad, a.grad, rtol=1e-10, atol=1e-13)
+
+
+def test_the_split_gradient_adds_to_an_existing_grad_like_backward():
+    rng = np.random.default_rng(1)
+    x, y = rng.random((6, 1, 28, 28)), rng.integers(0, 10, 6)
+    plain, split = _cnn64(), _cnn64()
+    for _ in range(2):
+        softmax_cross_entropy(plain(x), y).backward()
+    with BatchThreads(split, split.parameters(), 2) as step:
+        step(x, y)
+        step(x, y)
+    for a, b in zip(plain.parameters(), split.parameters(), strict=True):
+        np.testing.assert_allclose(b.grad, a.grad, rtol=1e-10, atol=1e-13)
+
+
+def test_a_non_finite_error_leaves_the_gradients_alone():
+    model = _cnn64()
+    x = np.full((4, 1, 28, 28), np.nan)
+    with BatchThreads(model, model.parameters(), 2) as step:
+        loss_sum, _ = step(x, np.zeros(4, np.int64))
+    assert not np.isfinite(loss_sum)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_threads_must_be_a_positive_whole_number():
+    model = models.mlp(hidden=4)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="threads must be a whole number >= 1"):
+            BatchThreads(model, model.parameters(), bad)
+
+
+def test_the_graph_mode_is_per_thread():
+    inside, release = threading.Event(), threading.Event()
+
+    def hold_no_grad():
+        with no_grad():
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold_no_grad)
+    t.start()
+    try:
+        assert inside.wait(10)
+        y = tensor([1.0, 2.0], requires_grad=True) * 3.0  # recorded here meanwhile
+        assert y.requires_grad
+    finally:
+        release.set()
+        t.join()
+
+
+def _emulated_two_threads(cfg: TrainConfig) -> dict[str, np.ndarray]:
+    """The arithmetic that the split claims: each half-batch's gradient times |B_k|/|B|,
+    summed in float32, one update per batch."""
+    cfg = cfg.resolved()
+    train, _ = load_digits(test_fraction=0.2, seed=0)
+    model = models.build(models.architecture("mlp", (1, 8, 8), 10, cfg.hidden), rng=cfg.seed)
+    opt, schedule = cfg.make_optimizer(model.parameters()), cfg.make_schedule()
+    for epoch in range(cfg.epochs):
+        opt.lr = schedule(epoch)
+        for x, y in DataLoader(train, cfg.batch_size, seed=epoch_seed(cfg.seed, epoch)):
+            n = len(y)
+            total = [np.zeros(p.shape, p.dtype) for p in opt.params]
+            for k in (0, 1):
+                part = slice(k * n // 2, (k + 1) * n // 2)
+                opt.zero_grad()
+                softmax_cross_entropy(model(x[part]), y[part]).backward()
+                for t, p in zip(total, opt.params, strict=True):
+                    t += np.multiply(p.grad, (part.stop - part.start) / n)
+            for t, p in zip(total, opt.params, strict=True):
+                p.grad = t
+            opt.step()
+    return model.state_dict()
+
+
+def test_training_on_two_threads_follows_the_one_thread_trajectory(tmp_path):
+    cfg = TrainConfig(dataset="digits", epochs=2, hidden=16)
+    kw = {"progress": False, "plots": False, "log": None}
+    one = run_training(cfg, tmp_path / "one", **kw)
+    two = run_training(cfg, tmp_path / "two", batch_threads=2, **kw)
+    emulated = _emulated_two_threads(cfg)
+    a, b = one.fit.history, two.fit.history
+    assert [h["test_accuracy"] for h in a] == [h["test_accuracy"] for h in b]
+    state_one, state_two = _state(tmp_path / "one"), _state(tmp_path / "two")
+    for name, w in state_one.items():
+        assert np.max(np.abs(state_two[name] - w)) / np.max(np.abs(w)) < 1e-5, name
+        np.testing.assert_allclose(state_two[name], emulated[name], rtol=1e-6, atol=1e-7)
+    metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert metrics["batch_threads"] == 2
+
+
+def _state(folder) -> dict[str, np.ndarray]:
+    from chainrule.train import load_checkpoint
+
+    return load_checkpoint(folder).model_state
+
+
+def test_parallel_flag_chooses_the_split(tmp_path, capsys):
+    args = ["train", "--dataset", "digits", "--epochs", "1", "--hidden", "8", "--threads", "2"]
+    args += ["--no-progress", "--no-plots"]
+    assert main([*args, "--out", str(tmp_path / "batch"), "--parallel", "batch"]) == 0
+    assert main([*args, "--out", str(tmp_path / "blas"), "--parallel", "blas"]) == 0
+    assert main([*args, "--out", str(tmp_path / "auto")]) == 0  # the MLP: BLAS's threads
+    got = {
+        k: json.loads((tmp_path / k / "metrics.json").read_text())["batch_threads"]
+        for k in ("batch", "blas", "auto")
+    }
+    assert got == {"batch": 2, "blas": 1, "auto": 1}
+    with pytest.raises(SystemExit):
+        main([*args, "--out", str(tmp_path / "bad"), "--parallel", "cores"])
+    assert "invalid choice: 'cores'" in capsys.readouterr().err
