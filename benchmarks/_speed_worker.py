@@ -17,7 +17,9 @@ up, and then answers one JSON line per request line on stdin:
     {"quit": true}              exit
 
 A step is one training step: forward, loss, backward, SGD update (lr 0.01; momentum 0.9 for
-the MNIST-sized workloads), on batch ``k mod K`` at step ``k``.
+the MNIST-sized workloads), on batch ``k mod K`` at step ``k``. chainrule's MNIST-sized step
+is the one ``chainrule train --threads THREADS`` runs (chainrule.train.threads.BatchThreads:
+LeNet-5's batches split over the threads, the MLP's products on BLAS's threads).
 """
 
 from __future__ import annotations
@@ -58,13 +60,15 @@ def own_ticks() -> int:
 Built = tuple[Callable[[Any, Any], Any], Callable[[np.ndarray], Any], Callable[[Any], float]]
 
 
-def build_chainrule(workload: str, weights: dict[str, np.ndarray]) -> Built:
+def build_chainrule(workload: str, weights: dict[str, np.ndarray], threads: int) -> Built:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import chainrule as cr
     from chainrule import models, nn, optim
     from chainrule.backend import tune_allocator
+    from chainrule.train.threads import BatchThreads, default_batch_threads
 
     tune_allocator()  # as `chainrule train` does
+    model_name = {"mlp": "mlp", "lenet": "cnn"}.get(workload, "tiny")
     if workload == "mlp":
         model = models.mlp(hidden=800)
     elif workload == "lenet":
@@ -86,14 +90,17 @@ def build_chainrule(workload: str, weights: dict[str, np.ndarray]) -> Built:
 
         return step, lambda a: cr.tensor(a), lambda loss: float(loss.data)
 
+    # as `chainrule train --threads N` does (--parallel auto): the CNN splits each batch over
+    # the N threads, one BLAS thread each; the MLP runs each product on N BLAS threads
+    split = BatchThreads(model, opt.params, default_batch_threads(model_name, threads))
+
     def step(x, y):
         opt.zero_grad()
-        loss = cr.softmax_cross_entropy(model(x), y)
-        loss.backward()
+        loss_sum, _ = split(x, y)  # forward, softmax cross-entropy, backward into .grad
         opt.step()
-        return loss
+        return loss_sum / len(y)
 
-    return step, lambda a: a, lambda loss: float(loss.data)
+    return step, lambda a: a, float
 
 
 def build_torch(workload: str, weights: dict[str, np.ndarray], threads: int) -> Built:
@@ -130,7 +137,7 @@ def main(argv: list[str]) -> int:
     xs = np.load(folder / f"{workload}-x.npy", allow_pickle=False)
     ys = np.load(folder / f"{workload}-y.npy", allow_pickle=False)
     if framework == "chainrule":
-        step, convert, value = build_chainrule(workload, weights)
+        step, convert, value = build_chainrule(workload, weights, threads)
     elif framework == "torch":
         step, convert, value = build_torch(workload, weights, threads)
     else:

@@ -245,3 +245,58 @@ def test_updates_block_by_block_give_the_same_numbers(monkeypatch, make, kwargs)
     for other in results[1:]:
         for a, b in zip(results[0], other, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------- large parameters: BLAS calls
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    "case", [c for c in SGD_CASES if not c.get("nesterov")], ids=str
+)
+def test_blas_sgd_equals_the_formula_to_rounding(monkeypatch, case, dtype):
+    """A parameter of at least BLAS_MIN numbers goes through NumPy's OpenBLAS (axpby, axpy)."""
+    calls = []
+    real = updates._level1
+
+    def spy(*args):
+        found = real(*args)
+        calls.append(found is not None)
+        return found
+
+    monkeypatch.setattr(updates, "_level1", spy)
+    rng = np.random.default_rng(3)
+    start = rng.standard_normal((updates.BLAS_MIN // 64 + 3, 64)).astype(dtype)
+    fused, plain = start.copy(), start.copy()
+    v_fused = v_plain = None
+    for g in _gradients(rng, start.shape, dtype):
+        v_fused = sgd_update(
+            fused,
+            g,
+            v_fused,
+            case["lr"],
+            case.get("mu", 0.0),
+            weight_decay=case.get("wd", 0.0),
+        )
+        plain, v_plain = sgd_formula(
+            plain, g, v_plain, dtype(case["lr"]), dtype(case.get("mu", 0.0)),
+            wd=dtype(case.get("wd", 0.0)),
+        )  # fmt: skip
+    assert any(calls), "the BLAS path was not taken"
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(fused, plain, rtol=8 * eps, atol=8 * eps)
+    if v_plain is not None:
+        np.testing.assert_allclose(v_fused, v_plain, rtol=8 * eps, atol=8 * eps)
+    assert fused.dtype == dtype and not np.array_equal(fused, start)
+
+
+def test_small_or_strided_parameters_take_the_blocks():
+    big = np.ones((updates.BLAS_MIN,), np.float32)
+    assert updates._level1(big, big.copy(), big.copy()) is not None
+    assert updates._level1(big[: updates.BLAS_MIN - 1], big[1:].copy()) is None  # small
+    square = np.ones((512, 512), np.float32)
+    assert updates._level1(square.T, square.copy()) is None  # not C-ordered
+    assert updates._level1(square, square.T) is None
+    assert updates._level1(square, square.astype(np.float64)) is None  # another dtype
+    assert updates._level1(square, square.copy(), None) is None  # no velocity yet
+    assert updates._level1(square.astype(np.float16), square.astype(np.float16)) is None

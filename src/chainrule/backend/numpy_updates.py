@@ -13,13 +13,24 @@ operations, in this order, are PyTorch's ``torch.optim.SGD`` and ``torch.optim.A
 numbers are the same whatever the block size (tests/test_backend_updates.py checks both, and the
 plain whole-array formulas above, bit for bit).
 
+SGD on a large parameter (at least :data:`BLAS_MIN` numbers; float32 or float64, C-ordered,
+without Nesterov momentum) runs as one or two level-1 BLAS calls of NumPy's own OpenBLAS
+instead (``?axpby``: v <- mu v + g, or h <- (1 - lr wd) h - lr g; ``?axpy``: v += wd h and
+h <- h - lr v): each streams its arrays once, on all of BLAS's threads, and a step is memory
+bound here (measured: the 784 x 800 weight's update, 0.48 -> 0.26 ms on one core, 0.18 ms on
+two). Those numbers equal the formulas up to rounding (BLAS may fuse a multiply and an add),
+not bit for bit; without NumPy's OpenBLAS (another build) the blocks above run.
+
 The helpers at the end give the optimisers their state arrays (copies for checkpoints), so that
 :mod:`chainrule.optim` itself reaches arrays only through this module.
 """
 
 from __future__ import annotations
 
+import ctypes
+import glob
 import math
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -28,6 +39,7 @@ import numpy as np
 
 __all__ = [
     "BLOCK",
+    "BLAS_MIN",
     "sgd_update",
     "adam_update",
     "steps_array",
@@ -39,7 +51,60 @@ __all__ = [
 #: state and two scratch arrays stay in a core's cache)
 BLOCK = 1 << 15
 
+#: parameters with at least this many numbers are updated by BLAS calls (below it the cost of a
+#: ctypes call, ~5 us, outweighs the gain)
+BLAS_MIN = 1 << 16
+
 _local = threading.local()  # the scratch arrays, one pair per thread (not state)
+
+
+PRECISIONS = ((np.float32, ctypes.c_float, "s"), (np.float64, ctypes.c_double, "d"))
+_Level1 = tuple[Any, Any]  # (axpby, axpy): y <- a x + b y and y <- a x + y, unit strides
+
+
+def _load_blas() -> dict[Any, _Level1]:
+    """NumPy's bundled OpenBLAS's (saxpby, saxpy) and (daxpby, daxpy) by dtype ({}: not found).
+
+    NumPy's wheels ship OpenBLAS as ``numpy.libs/libscipy_openblas64_*.so`` with 64-bit
+    integers and the ``scipy_cblas_`` prefix and ``64_`` suffix; another build of NumPy (no
+    such file, other names) gets the NumPy blocks.
+    """
+    folder = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+    found: dict[Any, _Level1] = {}
+    for path in sorted(glob.glob(os.path.join(folder, "libscipy_openblas64_*.so*"))):
+        try:
+            lib = ctypes.CDLL(path)
+            for dtype, real, p in PRECISIONS:
+                axpby, axpy = (getattr(lib, f"scipy_cblas_{p}{f}64_") for f in ("axpby", "axpy"))
+                i64, ptr = ctypes.c_int64, ctypes.c_void_p
+                axpby.argtypes = [i64, real, ptr, i64, real, ptr, i64]
+                axpy.argtypes = [i64, real, ptr, i64, ptr, i64]
+                axpby.restype = axpy.restype = None
+                found[np.dtype(dtype)] = (axpby, axpy)
+        except (OSError, AttributeError):
+            return {}
+        break
+    return found
+
+
+_BLAS: dict[Any, _Level1] | None = None  # loaded at the first large update
+
+
+def _level1(param: np.ndarray, grad: Any, *state: np.ndarray | None) -> _Level1 | None:
+    """The BLAS calls for this update, or None when the NumPy blocks must run."""
+    global _BLAS
+    if param.size < BLAS_MIN or not param.flags.c_contiguous:
+        return None
+    if not (isinstance(grad, np.ndarray) and grad.dtype == param.dtype and grad.flags.c_contiguous):
+        return None
+    for a in state:
+        if a is None or a.dtype != param.dtype or not a.flags.c_contiguous:
+            return None
+    if grad.shape != param.shape:
+        return None
+    if _BLAS is None:
+        _BLAS = _load_blas()
+    return _BLAS.get(param.dtype)
 
 
 def _scratch(size: int, dtype: Any) -> np.ndarray:
@@ -101,6 +166,20 @@ def sgd_update(
     place when given) is the new v, ``None`` without momentum.
     """
     lr, mu, wd = float(lr), float(momentum), float(weight_decay)
+    if not nesterov:
+        blas = _level1(param, grad, *((velocity,) if mu else ()))
+        if blas is not None:
+            axpby, axpy = blas
+            n, h, g = param.size, param.ctypes.data, grad.ctypes.data
+            if not mu:  # h <- (1 - lr wd) h - lr g
+                axpby(n, -lr, g, 1, 1.0 - lr * wd, h, 1)
+                return None
+            v = velocity.ctypes.data  # type: ignore[union-attr]
+            axpby(n, 1.0, g, 1, mu, v, 1)  # v <- mu v + g
+            if wd:
+                axpy(n, wd, h, 1, v, 1)  # v += wd h
+            axpy(n, -lr, v, 1, h, 1)  # h <- h - lr v
+            return velocity
     first = bool(mu) and velocity is None
     if first:
         velocity = _new_state(param, zeros=False)  # every number is written below

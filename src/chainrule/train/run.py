@@ -37,6 +37,7 @@ from ..optim import OPTIMIZERS, Optimizer, Schedule, make_optimizer, make_schedu
 from . import distributed
 from .checkpoint import CheckpointError, check_fits, load_checkpoint
 from .loop import DivergenceError, FitResult, Trainer, say
+from .threads import default_batch_threads
 from .metrics import Evaluation, predict_scores, strict_json
 
 __all__ = [
@@ -326,7 +327,7 @@ def run_training(
         )
     cfg = config.resolved()
     if batch_threads is None:
-        batch_threads = (distributed.blas_threads() or 1) if cfg.model == "cnn" else 1
+        batch_threads = default_batch_threads(cfg.model, distributed.blas_threads())
     assert cfg.epochs is not None and cfg.batch_size is not None and cfg.shift is not None
     if cfg.batch_size < world.size:
         raise ValueError(

@@ -32,7 +32,13 @@ import numpy as np
 from ..engine import autograd_grad
 from ..rules import softmax_cross_entropy
 
-__all__ = ["BatchThreads", "forward_backward"]
+__all__ = ["BatchThreads", "forward_backward", "default_batch_threads"]
+
+
+def default_batch_threads(model: str, blas_threads: int | None) -> int:
+    """``chainrule train --parallel auto``: the CNN splits its batches over all the BLAS
+    threads, the MLP (one large product per layer: BLAS's own threads win) does not."""
+    return max(1, blas_threads or 1) if model == "cnn" else 1
 
 
 def forward_backward(
