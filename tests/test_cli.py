@@ -64,6 +64,28 @@ def test_help_imports_neither_numpy_nor_the_library(command):
     assert not loaded & {"chainrule.engine", "chainrule.rules", "chainrule.backend"}
     assert "typing" not in loaded  # ~10 ms of import on its own
     assert "chainrule.cli" in loaded  # the check looked at the right interpreter
+    # only the subcommand asked for is built (--help alone: none); the others are listed
+    built = {m.removeprefix("chainrule.cli.").removesuffix("_cmd") for m in loaded}
+    assert built & set(SUBCOMMANDS) == (set() if command is None else {command})
+
+
+def test_the_top_level_help_lists_every_subcommand_with_its_summary(capsys):
+    from chainrule.cli import main
+    from chainrule.cli.common import SUMMARIES
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for name, summary in SUMMARIES.items():
+        assert f"{name} {' '.join(summary.split())}" in out, name
+    assert list(SUMMARIES) == list(SUBCOMMANDS)
+
+
+def test_a_subcommand_is_parsed_with_its_own_options_when_built_alone():
+    args = build_parser(["train", "--epochs", "3"]).parse_args(["train", "--epochs", "3"])
+    assert args.command == "train" and args.epochs == 3
+    with pytest.raises(SystemExit):  # an unknown command is still refused, naming the choices
+        build_parser(["trian"]).parse_args(["trian"])
 
 
 def test_the_package_loads_its_names_on_first_use():

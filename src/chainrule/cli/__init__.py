@@ -14,24 +14,16 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 
 from chainrule.extras import missing_extra
 
 from .._launch import abort_if_distributed, launched_rank, launched_ranks
+from .common import SUMMARIES
 
-# one module per subcommand, in the order of the lecture; each has add_parser(subparsers)
-SUBCOMMANDS = (
-    "gradcheck",
-    "graph",
-    "optimize",
-    "critical",
-    "train",
-    "evaluate",
-    "predict",
-    "export",
-    "import",
-    "approx",
-)
+# one module per subcommand (NAME_cmd.py), in the order of the lecture; each has
+# add_parser(subparsers), and its one-line help is in common.SUMMARIES
+SUBCOMMANDS = tuple(SUMMARIES)
 
 
 class Parser(argparse.ArgumentParser):
@@ -59,7 +51,10 @@ def _is_value(word: str, options: dict[str, argparse.Action]) -> bool:
     return word not in options and word.split("=", 1)[0] not in options
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line. Given ``argv`` that names a subcommand, only that one is built
+    (which keeps start-up and ``--help`` fast); naming none, the subcommands are listed with
+    their one-line help."""
     parser = Parser(
         prog="chainrule",
         description="Derivatives, back propagation, optimization and network training from "
@@ -67,7 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version="chainrule 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    wanted = SUBCOMMANDS
+    if argv is not None:
+        first = next((w for w in argv if not w.startswith("-")), None)
+        wanted = (first,) if first in SUBCOMMANDS else ()
     for name in SUBCOMMANDS:
+        if name not in wanted:
+            if not wanted:  # for the list of subcommands (--help, or a name that is none)
+                sub.add_parser(name, help=SUMMARIES[name])
+            continue
         try:
             module = importlib.import_module(f"chainrule.cli.{name}_cmd")
         except ModuleNotFoundError as e:
@@ -89,7 +92,8 @@ class _Terminated(KeyboardInterrupt):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()

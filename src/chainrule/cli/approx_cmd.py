@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from .common import RegistryChoice, add_vars, count, flag_names, pairs
+from .common import SUMMARIES, RegistryChoice, add_vars, count, flag_names, pairs
 
 EXAMPLES = """\
 examples:
@@ -21,7 +21,7 @@ examples:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "approx",
-        help="build the universal-approximation network for f and measure its error",
+        help=SUMMARIES["approx"],
         description="Build the lecture's constructive ReLU network for f (layer 1: building "
         "blocks ReLU(x - n d); layer 2: triangles; layer 3: scaled by f at the nodes) - the "
         "piecewise-linear interpolant of f on a grid of step d - and print its width, depth, "

@@ -1,9 +1,24 @@
-"""Arguments shared by the subcommands that take a typed function (argparse only: fast start-up)."""
+"""What the subcommands share: their one-line help, argument types, messages (argparse only)."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+
+#: each subcommand's one-line help, in the order of the lecture (``chainrule --help`` lists them
+#: without importing the subcommands' modules)
+SUMMARIES = {
+    "gradcheck": "check every derivative rule against central differences",
+    "graph": "draw the forward and backward graph of a small network (Graphviz DOT, SVG)",
+    "optimize": "minimise a typed function by gradient descent (constraints: log barrier)",
+    "critical": "find and classify the critical points of a typed function",
+    "train": "train the MLP or the CNN on the 8x8 digits (offline) or MNIST",
+    "evaluate": "evaluate a trained checkpoint on its dataset's test (or train) split",
+    "predict": "classify digit images (PNG or MNIST IDX) with a trained checkpoint",
+    "export": "write a checkpoint's parameters as a PyTorch state_dict (safetensors)",
+    "import": "turn a PyTorch state_dict (safetensors) of the mlp or LeNet-5 into a checkpoint",
+    "approx": "build the universal-approximation network for f and measure its error",
+}
 
 
 def count(text: str) -> int:
@@ -52,7 +67,6 @@ def pairs(values: Sequence[float], names: Sequence[str], flag: str) -> list[tupl
         f"{flag} needs one pair LO HI (for every variable) or one pair per variable: got "
         f"{len(values)} numbers for {n} variable(s) ({', '.join(names)})"
     )
-
 
 
 class RegistryChoice(argparse.Action):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_vars, count, flag_names, pairs
+from .common import SUMMARIES, add_vars, count, flag_names, pairs
 
 EXAMPLES = """\
 examples:
@@ -31,7 +31,7 @@ WORDS = {  # kind: (singular, plural)
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "critical",
-        help="find and classify the critical points of a typed function",
+        help=SUMMARIES["critical"],
         description="Find the points where grad f = 0 inside a box (Newton's method from many "
         "starts) and classify each as minimum, maximum, saddle or degenerate from the "
         "eigenvalues of the exact Hessian.",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from .common import SUMMARIES
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="evaluate a trained checkpoint on its dataset's test (or train) split",
+        help=SUMMARIES["evaluate"],
         description="Load a checkpoint written by 'chainrule train' and report, on a dataset "
         "split: the accuracy (1 - actual error, top-1), the surrogate error (mean softmax "
         "cross-entropy), the accuracy of every class and the confusion matrix.",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from .common import SUMMARIES
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
-        help="write a checkpoint's parameters as a PyTorch state_dict (safetensors)",
+        help=SUMMARIES["export"],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Write the parameters of a checkpoint from 'chainrule train' under the\n"
         "names PyTorch's nn.Sequential of the same layers uses (no optimiser state), so that\n"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from .common import SUMMARIES
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "gradcheck",
-        help="check every derivative rule against central differences",
+        help=SUMMARIES["gradcheck"],
         description="Check every rule of the derivative table (and the composite layers) "
         "against the definition of the derivative: central differences in float64 at random "
         "inputs. Prints rule, formula, max error, PASS/FAIL; exits non-zero on any failure.",

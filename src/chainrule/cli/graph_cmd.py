@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import SUMMARIES
+
 
 def _sizes(text: str) -> tuple[int, int, int]:
     parts = text.split(",")
@@ -23,7 +25,7 @@ def _sizes(text: str) -> tuple[int, int, int]:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "graph",
-        help="draw the forward and backward graph of a small network (Graphviz DOT, SVG)",
+        help=SUMMARIES["graph"],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Build the lecture's network x5 = H3 ReLU(H0 x0 + h1) + h4 with a softmax\n"
         "cross-entropy error e and write its graphs as Graphviz DOT files:\n\n"

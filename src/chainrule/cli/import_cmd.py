@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from .common import SUMMARIES
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "import",
-        help="turn a PyTorch state_dict (safetensors) of the mlp or LeNet-5 into a checkpoint",
+        help=SUMMARIES["import"],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Read a PyTorch state_dict saved with safetensors.torch.save_file from the\n"
         "networks in the README (section 'PyTorch interop') and write a chainrule checkpoint\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_vars, pairs
+from .common import SUMMARIES, add_vars, pairs
 
 EXAMPLES = """\
 examples:
@@ -23,7 +23,7 @@ gradient is exact: it comes from chainrule's backward walk.
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "optimize",
-        help="minimise a typed function by gradient descent (constraints: log barrier)",
+        help=SUMMARIES["optimize"],
         description="Minimise f(x, y, ...) given as text. Without constraints: gradient "
         "descent with exact gradients, x <- x - alpha grad f(x), until ||grad f|| <= tol. With "
         "--constraint: the log-barrier interior-point method (Newton steps); with only --bounds: "

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from .common import SUMMARIES
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
-        help="classify digit images (PNG or MNIST IDX) with a trained checkpoint",
+        help=SUMMARIES["predict"],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Print the predicted digit and the top-3 class probabilities of each image.\n\n"
         "Images follow MNIST's convention: a WHITE digit on a BLACK background. A dark digit\n"

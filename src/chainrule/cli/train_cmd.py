@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import RegistryChoice
+from .common import SUMMARIES, RegistryChoice
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (~10 ms)
 if TYPE_CHECKING:  # for annotations only: the command line starts without the library
@@ -37,7 +37,7 @@ _HYPER = (
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
-        help="train the MLP or the CNN on the 8x8 digits (offline) or MNIST",
+        help=SUMMARIES["train"],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a digit classifier: forward propagation, softmax cross-entropy, "
         "back propagation and an SGD (or Adam) weight update per mini-batch. After each epoch "
