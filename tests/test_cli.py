@@ -121,3 +121,19 @@ def test_gradcheck_in_a_fresh_interpreter_checks_the_whole_table():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "2 of 2 rules pass" in done.stdout
+
+
+def test_help_is_wrapped_to_the_terminal_width_as_argparse_does(monkeypatch):
+    import argparse
+
+    from chainrule import cli
+
+    for columns in ("64", "120"):
+        monkeypatch.setenv("COLUMNS", columns)
+        monkeypatch.setattr(cli, "_WIDTH", [])
+        ours = cli.build_parser(["gradcheck"])._subparsers._group_actions[0].choices["gradcheck"]
+        plain = argparse.ArgumentParser(prog=ours.prog, description=ours.description)
+        for action in ours._actions[1:]:  # the same options, formatted by argparse's own width
+            plain._add_action(action)
+        assert ours.format_help() == plain.format_help()
+        assert max(len(line) for line in ours.format_help().splitlines()) <= int(columns)

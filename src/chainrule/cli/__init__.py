@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 
 from chainrule.extras import missing_extra
@@ -36,10 +34,34 @@ class Parser(argparse.ArgumentParser):
     as before, abbreviations included.
     """
 
+    def _get_formatter(self):  # type: ignore[no-untyped-def]
+        # the terminal's width, read once: argparse asks shutil for it (importing shutil, bz2
+        # and lzma, ~5 ms) at every add_argument
+        return self.formatter_class(prog=self.prog, width=_help_width())
+
     def _parse_optional(self, arg_string):  # type: ignore[no-untyped-def]
         if _is_value(arg_string, self._option_string_actions):
             return None  # a positional word
         return super()._parse_optional(arg_string)
+
+
+_WIDTH: list[int] = []
+
+
+def _help_width() -> int:
+    """What argparse's help uses: $COLUMNS, else the terminal's columns, else 80; minus 2."""
+    if not _WIDTH:
+        try:
+            columns = int(os.environ.get("COLUMNS", ""))
+        except ValueError:
+            columns = 0
+        if columns <= 0:
+            try:
+                columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+            except (AttributeError, ValueError, OSError):
+                columns = 80
+        _WIDTH.append(columns - 2)
+    return _WIDTH[0]
 
 
 def _is_value(word: str, options: dict[str, argparse.Action]) -> bool:
@@ -98,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    import signal  # after parsing: --help and argument errors do without (fast start-up)
+    import threading
+
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminated) if on_main_thread else None
     # every failure below ends with abort_if_distributed: under mpiexec a rank that leaves on its
