@@ -4,14 +4,19 @@
     python benchmarks/bench_distributed.py --rounds 5 --seconds 3 --models cnn --batches 128
 
 A training step on a global batch of B samples (forward, softmax cross-entropy, backward,
-SGD lr 0.01 momentum 0.9 update), in two set-ups, each in processes of its own:
+SGD lr 0.01 momentum 0.9 update), in four set-ups, each in processes of its own:
 
-  1x2    one chainrule process, BLAS with 2 threads (the whole batch)
+  1x2    one chainrule process, BLAS with 2 threads (the whole batch, every product on both)
+  1x2s   one chainrule process, the batch split over 2 threads with 1 BLAS thread each
+         (chainrule.train.threads.BatchThreads: ``chainrule train --parallel batch``)
   2x1    ``mpiexec -n 2``: two chainrule ranks with 1 BLAS thread each, B/2 samples per rank,
          gradients summed by chainrule.train.distributed (one Allreduce per step), exactly as
          ``mpiexec -n 2 chainrule train`` does
+  torch  PyTorch with 2 threads (and chainrule's allocator setting), a process that never
+         imports chainrule (as in bench_speed.py)
 
-(PyTorch is compared with in bench_speed.py, whose workers never load both frameworks.)
+All start from the same weights (drawn here with NumPy, PyTorch's default initialisation) and
+take the same mini-batches of MNIST's test images; their first losses are compared.
 
 Each round runs one timed block of every set-up, the set-ups in rotating order; a block is a
 fresh process (group) that warms up, then steps for about ``--seconds``. The machine is
@@ -42,7 +47,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
-SETUPS = ("1x2", "2x1")
+SETUPS = ("1x2", "1x2s", "2x1", "torch")
+# chainrule.backend.tune_allocator()'s setting, given to PyTorch's process (as bench_speed.py does)
+ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(512 << 20)}
 LR, MOMENTUM = 0.01, 0.9
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -63,19 +70,17 @@ def own_cpu_seconds() -> float:
 
 # -- one block, in a worker process -------------------------------------------------------------
 def batches(batch: int, count: int, seed: int = 0) -> list:
-    """``count`` mini-batches (images (B, 1, 28, 28) float32, labels (B,) int64)."""
+    """``count`` mini-batches (images (B, 1, 28, 28) float32, labels (B,) int64), NumPy only."""
     import numpy as np
-
-    from chainrule.data import load_mnist
+    from bench_speed import mnist_test_images  # benchmarks/ is on sys.path: these are scripts
 
     rng = np.random.default_rng(seed)
-    folder = os.environ.get("CHAINRULE_MNIST_DIR") or str(REPO.parent / "shared" / "data" / "mnist")
-    try:
-        data = load_mnist(folder, split="test", download=False)
-        images, labels = data.images, data.labels
-    except (OSError, ValueError):
+    mnist = mnist_test_images()
+    if mnist is None:
         images = rng.random((10_000, 1, 28, 28), dtype=np.float32)
         labels = rng.integers(0, 10, 10_000)
+    else:
+        images, labels = mnist
     out = []
     for _ in range(count):
         idx = rng.choice(len(labels), batch, replace=False)
@@ -83,33 +88,101 @@ def batches(batch: int, count: int, seed: int = 0) -> list:
     return out
 
 
+def initial_weights(model: str, seed: int = 0) -> dict:
+    """The same start for every set-up: PyTorch's default U(+-1/sqrt(fan_in)), drawn by NumPy."""
+    import numpy as np
+    from bench_speed import WORKLOADS
+
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for prefix, shape in WORKLOADS["mlp" if model == "mlp" else "lenet"][2]:
+        bound = 1 / np.sqrt(np.prod(shape[1:]))
+        weights[f"{prefix}.weight"] = rng.uniform(-bound, bound, shape).astype(np.float32)
+        weights[f"{prefix}.bias"] = rng.uniform(-bound, bound, shape[0]).astype(np.float32)
+    return weights
+
+
+def torch_worker(args: argparse.Namespace) -> None:
+    """The PyTorch set-up: the same block of steps in a process without chainrule."""
+    import _torch_nets
+    import torch
+
+    torch.set_num_threads(args.threads)
+    tnn = torch.nn
+    net = _torch_nets.mlp(tnn) if args.model == "mlp" else _torch_nets.lenet(tnn)
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in initial_weights(args.model).items()})
+    opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM)
+    data = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches(args.batch, 16)]
+
+    def step(x, y) -> float:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    first = step(*data[0])
+    for i in range(1, 8):
+        step(*data[i % len(data)])
+    t0 = time.perf_counter()
+    for i in range(8):
+        step(*data[i % len(data)])
+    steps = max(10, int(args.seconds / ((time.perf_counter() - t0) / 8)))
+    busy0, own0, t0 = machine_busy_seconds(), own_cpu_seconds(), time.perf_counter()
+    for i in range(steps):
+        step(*data[i % len(data)])
+    wall, busy, own = (
+        time.perf_counter() - t0,
+        machine_busy_seconds() - busy0,
+        own_cpu_seconds() - own0,
+    )
+    cpus = os.cpu_count() or 1
+    print(
+        json.dumps(
+            {
+                "samples_per_s": args.batch * steps / wall,
+                "ms_per_step": 1e3 * wall / steps,
+                "steps": steps,
+                "first_loss": first,
+                "other_cpu_share": max(0.0, busy - own) / (cpus * wall),
+                "own_cpu_share": own / (cpus * wall),
+                "modules": sorted(m for m in ("chainrule", "torch") if m in sys.modules),
+            }
+        ),
+        flush=True,
+    )
+
+
 def worker(args: argparse.Namespace) -> None:
     """Time one block of steps of one set-up; rank 0 (or the process) prints one JSON line."""
     sys.path.insert(0, str(REPO / "src"))
     import numpy as np
 
-    import chainrule as cr
     from chainrule import models, optim
     from chainrule.backend import tune_allocator
     from chainrule.train import distributed
+    from chainrule.train.threads import BatchThreads
 
     tune_allocator()
     world = distributed.world()
     data = batches(args.batch, 16)
-    model = models.mlp(hidden=800, rng=0) if args.model == "mlp" else models.cnn(rng=0)
+    model = models.mlp(hidden=800) if args.model == "mlp" else models.cnn()
+    model.load_state_dict(initial_weights(args.model))
 
     opt = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     lo, hi = world.rank * args.batch // world.size, (world.rank + 1) * args.batch // world.size
+    split = BatchThreads(model, opt.params, args.threads if args.setup == "1x2s" else 1)
 
-    def step(x: np.ndarray, y: np.ndarray) -> None:  # Trainer's update on this rank's shard
+    def step(x: np.ndarray, y: np.ndarray) -> float:  # Trainer's update on this rank's shard
         xs, ys = x[lo:hi], y[lo:hi]
         opt.zero_grad()
-        loss = cr.softmax_cross_entropy(model(xs), ys)
-        loss.backward()
-        world.reduce_batch(opt.params, len(ys), len(y), float(loss.data) * len(ys), 0)
+        loss_sum, _ = split(xs, ys)  # forward and backward (over threads for 1x2s)
+        loss_sum, _ = world.reduce_batch(opt.params, len(ys), len(y), loss_sum, 0)
         opt.step()
+        return loss_sum / len(y)
 
-    for i in range(8):  # warm-up (allocator, thread pools), then the step time
+    first = step(*data[0])
+    for i in range(1, 8):  # warm-up (allocator, thread pools), then the step time
         step(*data[i % len(data)])
     world.barrier()
     t0 = time.perf_counter()
@@ -157,6 +230,8 @@ def worker(args: argparse.Namespace) -> None:
                     "samples_per_s": args.batch * steps / wall,
                     "ms_per_step": 1e3 * wall / steps,
                     "steps": steps,
+                    "first_loss": first,
+                    "modules": sorted(m for m in ("chainrule", "torch") if m in sys.modules),
                     "other_cpu_share": other / (cpus * wall),
                     "own_cpu_share": own_all / (cpus * wall),
                     "allreduce_ms_per_step": 1e3 * comm,
@@ -183,6 +258,8 @@ def run_block(setup: str, model: str, batch: int, seconds: float) -> dict:
     cmd += ["--seconds", str(seconds), "--threads", str(threads)]
     if setup == "2x1":
         cmd = [mpiexec(), "-n", "2", *cmd]
+    if setup == "torch":
+        env.update(ALLOCATOR_ENV)
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     if res.returncode != 0:
         raise SystemExit(f"{setup} {model} batch {batch} failed:\n{res.stdout}\n{res.stderr}")
@@ -242,13 +319,17 @@ def row(model: str, batch: int, rounds: list[dict], total: int, label: str) -> s
         ]
         return (statistics.median(v) if v else float("nan")), len(v)
 
-    r21, n21 = ratio("2x1", "1x2")
     comm, step = med("2x1", "allreduce_ms_per_step"), med("2x1", "ms_per_step")
-    return (
-        f"{model:<5} {batch:>5} {label:<11} {med('1x2'):>13,.0f} {med('2x1'):>13,.0f} "
-        f"{r21:>9.2f} {f'{n21} of {total}':>12}  "
-        f"{f'{comm:.2f} ({100 * comm / step:.0f}%)':>25} {med('2x1', 'allreduce_alone_ms'):>8.2f}"
-    )
+    cells = [f"{model:<5} {batch:>5} {label:<11}"]
+    cells += [f"{med(s):>8,.0f}" for s in SETUPS]
+    for a, b in RATIOS:
+        r, n = ratio(a, b)
+        cells.append(f"{r:>5.2f} ({n}/{total})")
+    cells.append(f"{f'{comm:.2f} ({100 * comm / step:.0f}%)':>14}")
+    return " ".join(cells)
+
+
+RATIOS = (("2x1", "1x2"), ("2x1", "1x2s"), ("1x2s", "1x2"), ("1x2s", "torch"), ("2x1", "torch"))
 
 
 def main() -> None:
@@ -272,7 +353,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.worker:
         args.setup = args.worker
-        worker(args)
+        sys.path.insert(0, str(HERE))
+        torch_worker(args) if args.worker == "torch" else worker(args)
         return
 
     print(
@@ -282,19 +364,35 @@ def main() -> None:
         f"{os.getloadavg()[0]:.2f}"
     )
     header = (
-        f"{'model':<5} {'batch':>5} {'blocks':<11} {'1x2 samples/s':>13} {'2x1 samples/s':>13} "
-        f"{'2x1 / 1x2':>9} {'pairs':>12}  {'Allreduce ms/step (share)':>25} {'alone ms':>8}"
+        f"{'model':<5} {'batch':>5} {'blocks':<11}"
+        + "".join(f" {s:>8}" for s in SETUPS)
+        + "".join(f" {f'{a}/{b}':>12}" for a, b in RATIOS)
+        + f" {'Allreduce ms':>14}"
     )
+    print("samples/s of each set-up (median); ratios of throughput, median over the rounds")
+    print("in which both blocks were clean (clean pairs / rounds); Allreduce per 2x1 step")
     print(header)
     print("-" * len(header))
     record = []
+    worst_gap = 0.0
     for model in args.models:
         for batch in args.batches:
             rounds = []
             for r in range(args.rounds):
-                order = SETUPS[r % 2 :] + SETUPS[: r % 2]
+                k = r % len(SETUPS)
+                order = SETUPS[k:] + SETUPS[:k]
                 rounds.append({s: run_block(s, model, batch, args.seconds) for s in order})
             record.append({"model": model, "batch": batch, "rounds": rounds})
+            for rd in rounds:  # one framework per process, the same first step everywhere
+                for setup, b in rd.items():
+                    want = ["torch"] if setup == "torch" else ["chainrule"]
+                    if b["modules"] != want:
+                        raise SystemExit(f"{setup} loaded {b['modules']}, expected {want} only")
+                losses = [b["first_loss"] for b in rd.values()]
+                gap = max(losses) - min(losses)
+                worst_gap = max(worst_gap, gap)
+                if gap > 1e-5:
+                    raise SystemExit(f"{model} batch {batch}: first losses differ: {rd}")
             clean = [
                 {s: b for s, b in rd.items() if b["other_cpu_share"] < args.quiet} for rd in rounds
             ]
@@ -322,9 +420,10 @@ def main() -> None:
                 step1 = statistics.median(b["ms_per_step"] for b in one)
                 scaling_table(model, batch, step1, step, comm, bw, size)
     print(
-        "pairs: rounds whose two blocks were both clean (row 'clean') or all rounds (row 'all', "
-        "noisy); the ratio is the median over them"
+        "row 'clean': the blocks during which other processes used < --quiet of the CPUs; "
+        "row 'all': every block"
     )
+    print(f"first losses of the four set-ups agreed within {worst_gap:.1e} (limit 1e-5)")
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=2))
 

@@ -1,6 +1,6 @@
 """Training-step throughput of two chainrule source trees, side by side (before/after a change).
 
-    python benchmarks/bench_versions.py OLD_SRC NEW_SRC [--model mlp|cnn] [--threads 2]
+    python benchmarks/bench_versions.py OLD_SRC NEW_SRC [--model mlp|cnn|tiny] [--threads 2]
 
 Each tree runs in its own long-lived worker process (PYTHONPATH=TREE), the same seeded model,
 data and SGD with momentum; the first losses are compared. The workers take turns running a
@@ -28,13 +28,24 @@ from chainrule.backend import tune_allocator
 tune_allocator()
 which, batch = sys.argv[1], int(sys.argv[2])
 rng = np.random.default_rng(0)
-m = getattr(models, which)(rng=1)
-x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
-y = rng.integers(0, 10, batch)
-opt = optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+if which == "tiny":  # bench_speed.py's per-operation workload: 2-16-16-1, batch 1, MSE
+    from chainrule import nn
+    m = nn.Sequential(nn.Linear(2, 16, rng=1), nn.ReLU(), nn.Linear(16, 16, rng=2), nn.ReLU(),
+                      nn.Linear(16, 1, rng=3))
+    x = cr.tensor(rng.standard_normal((1, 2)).astype(np.float32))
+    t = cr.tensor(rng.standard_normal((1, 1)).astype(np.float32))
+    error = lambda out: cr.mse(out, t)
+    momentum = 0.0
+else:
+    m = getattr(models, which)(rng=1)
+    x = cr.tensor(rng.standard_normal((batch, 1, 28, 28)).astype(np.float32))
+    y = rng.integers(0, 10, batch)
+    error = lambda out: cr.softmax_cross_entropy(out, y)
+    momentum = 0.9
+opt = optim.SGD(m.parameters(), lr=0.01, momentum=momentum)
 def step():
     opt.zero_grad()
-    loss = cr.softmax_cross_entropy(m(cr.tensor(x)), y)
+    loss = error(m(x))
     loss.backward()
     opt.step()
     return float(loss)
@@ -63,7 +74,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("old")
     ap.add_argument("new")
-    ap.add_argument("--model", default="mlp", choices=["mlp", "cnn"])
+    ap.add_argument("--model", default="mlp", choices=["mlp", "cnn", "tiny"])
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=20, help="steps per block (default 20)")

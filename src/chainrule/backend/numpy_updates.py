@@ -123,6 +123,18 @@ def _blocks(param: np.ndarray, grad: Any, *state: np.ndarray) -> Iterator[tuple[
     that is not C-contiguous (made from a transposed array, say) is updated in a C-ordered
     copy that is written back when the last block is done.
     """
+    n = param.size
+    if (
+        n <= BLOCK
+        and type(grad) is np.ndarray
+        and grad.dtype == param.dtype
+        and grad.shape == param.shape
+        and param.flags.c_contiguous
+        and grad.flags.c_contiguous
+    ):  # one block: the arrays themselves (a small network's step is mostly this overhead)
+        buffers = _scratch(n, param.dtype)
+        yield (param, grad, *state, *(b[:n].reshape(param.shape) for b in buffers))
+        return
     g = np.ascontiguousarray(grad, dtype=param.dtype)
     if g.shape != param.shape:
         raise ValueError(f"de/dh has shape {g.shape}, its parameter has shape {param.shape}")
@@ -130,7 +142,6 @@ def _blocks(param: np.ndarray, grad: Any, *state: np.ndarray) -> Iterator[tuple[
     contiguous = param.flags.c_contiguous
     h = param.reshape(-1) if contiguous else np.ascontiguousarray(param).reshape(-1)
     flat = [a.reshape(-1) for a in state]
-    n = h.size
     buffers = _scratch(min(n, BLOCK), param.dtype)
     for start in range(0, n, BLOCK):
         stop = min(start + BLOCK, n)
@@ -166,7 +177,7 @@ def sgd_update(
     place when given) is the new v, ``None`` without momentum.
     """
     lr, mu, wd = float(lr), float(momentum), float(weight_decay)
-    if not nesterov:
+    if not nesterov and param.size >= BLAS_MIN:
         blas = _level1(param, grad, *((velocity,) if mu else ()))
         if blas is not None:
             axpby, axpy = blas
