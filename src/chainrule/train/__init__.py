@@ -8,10 +8,11 @@ Lower level: :class:`Trainer` (the loop with resume and Ctrl-C), :func:`evaluate
 (surrogate and actual error, confusion matrix), :func:`save_checkpoint` /
 :func:`load_checkpoint` / :func:`load_model` (safetensors); :func:`export_torch` /
 :func:`import_torch` (PyTorch ``state_dict`` files); :mod:`.distributed` for data-parallel
-training under ``mpiexec -n N``.
+training under ``mpiexec -n N``; :class:`BatchThreads` (:mod:`.threads`) for mini-batches split
+over the threads of one process.
 """
 
-from . import distributed
+from . import distributed, threads
 from .checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -32,9 +33,12 @@ from .run import (
     run_training,
     split_test_set,
 )
+from .threads import BatchThreads
 
 __all__ = [
     "distributed",
+    "threads",
+    "BatchThreads",
     "Trainer",
     "FitResult",
     "epoch_seed",

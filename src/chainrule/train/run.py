@@ -37,8 +37,8 @@ from ..optim import OPTIMIZERS, Optimizer, Schedule, make_optimizer, make_schedu
 from . import distributed
 from .checkpoint import CheckpointError, check_fits, load_checkpoint
 from .loop import DivergenceError, FitResult, Trainer, say
-from .threads import default_batch_threads
 from .metrics import Evaluation, predict_scores, strict_json
+from .threads import default_batch_threads
 
 __all__ = [
     "TrainConfig",
