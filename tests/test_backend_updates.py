@@ -64,11 +64,14 @@ def _gradients(rng, shape, dtype, steps=4):
     return [rng.standard_normal(shape).astype(dtype) for _ in range(steps)]
 
 
-@pytest.mark.parametrize("block", [updates.BLOCK, 7, 1])
+@pytest.mark.parametrize("block", ["whole", updates.BLOCK, 7, 1])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("case", SGD_CASES, ids=str)
 def test_fused_sgd_equals_the_formula_bit_for_bit(monkeypatch, case, dtype, block):
-    monkeypatch.setattr(updates, "BLOCK", block)
+    """A small parameter is updated as a whole ("whole"), a larger one block by block."""
+    if block != "whole":
+        monkeypatch.setattr(updates, "SMALL", 0)  # the blocks, even for this small parameter
+        monkeypatch.setattr(updates, "BLOCK", block)
     rng = np.random.default_rng(0)
     start = rng.standard_normal((6, 5)).astype(dtype)
     fused, plain = start.copy(), start.copy()
@@ -231,6 +234,7 @@ def test_state_loaded_in_fortran_order_keeps_being_updated(cls, kwargs):
 def test_updates_block_by_block_give_the_same_numbers(monkeypatch, make, kwargs):
     """The update runs on blocks of updates.BLOCK numbers: any block size, the same bits."""
     results = []
+    monkeypatch.setattr(updates, "SMALL", 0)  # the blocks (not the whole-array small path)
     for block in (10**9, 7, 1):  # one block; blocks of 7 with a short last one; single numbers
         monkeypatch.setattr(updates, "BLOCK", block)
         rng = np.random.default_rng(5)
@@ -300,3 +304,15 @@ def test_small_or_strided_parameters_take_the_blocks():
     assert updates._level1(square, square.astype(np.float64)) is None  # another dtype
     assert updates._level1(square, square.copy(), None) is None  # no velocity yet
     assert updates._level1(square.astype(np.float16), square.astype(np.float16)) is None
+
+
+def test_a_small_parameter_is_updated_as_a_whole_and_a_strided_one_in_blocks(monkeypatch):
+    calls = []
+    real = updates._blocks
+    monkeypatch.setattr(updates, "_blocks", lambda *a: calls.append(1) or real(*a))
+    h = np.ones((16, 16), np.float32)
+    sgd_update(h, np.ones_like(h), None, 0.1)
+    assert calls == [] and np.all(h == np.float32(1) - np.float32(0.1))
+    g = np.ones((16, 32), np.float32)[:, ::2]  # not C-ordered: the blocks read a copy
+    sgd_update(h, g, None, 0.1)
+    assert calls == [1] and np.all(h == np.float32(1) - np.float32(0.1) - np.float32(0.1))

@@ -51,6 +51,9 @@ __all__ = [
 #: state and two scratch arrays stay in a core's cache)
 BLOCK = 1 << 15
 
+#: parameters with at most this many numbers are updated as a whole, without blocks
+SMALL = 4096
+
 #: parameters with at least this many numbers are updated by BLAS calls (below it the cost of a
 #: ctypes call, ~5 us, outweighs the gain)
 BLAS_MIN = 1 << 16
@@ -124,17 +127,6 @@ def _blocks(param: np.ndarray, grad: Any, *state: np.ndarray) -> Iterator[tuple[
     copy that is written back when the last block is done.
     """
     n = param.size
-    if (
-        n <= BLOCK
-        and type(grad) is np.ndarray
-        and grad.dtype == param.dtype
-        and grad.shape == param.shape
-        and param.flags.c_contiguous
-        and grad.flags.c_contiguous
-    ):  # one block: the arrays themselves (a small network's step is mostly this overhead)
-        buffers = _scratch(n, param.dtype)
-        yield (param, grad, *state, *(b[:n].reshape(param.shape) for b in buffers))
-        return
     g = np.ascontiguousarray(grad, dtype=param.dtype)
     if g.shape != param.shape:
         raise ValueError(f"de/dh has shape {g.shape}, its parameter has shape {param.shape}")
@@ -191,6 +183,8 @@ def sgd_update(
                 axpy(n, wd, h, 1, v, 1)  # v += wd h
             axpy(n, -lr, v, 1, h, 1)  # h <- h - lr v
             return velocity
+    if param.size <= SMALL and _plain(param, grad, velocity):
+        return _sgd_small(param, grad, velocity, lr, mu, nesterov, wd)
     first = bool(mu) and velocity is None
     if first:
         velocity = _new_state(param, zeros=False)  # every number is written below
@@ -216,6 +210,39 @@ def sgd_update(
         else:  # lr g
             np.multiply(g, lr, out=u)
         h -= u  # h <- h - lr (...)
+    return velocity if mu else None
+
+
+def _plain(param: np.ndarray, grad: Any, state: np.ndarray | None) -> bool:
+    """Whether the update may run on the arrays themselves: C-ordered, one dtype and shape."""
+    c = param.flags.c_contiguous and type(grad) is np.ndarray and grad.flags.c_contiguous
+    if not (c and grad.dtype == param.dtype and grad.shape == param.shape):
+        return False
+    return state is None or (state.dtype == param.dtype and state.flags.c_contiguous)
+
+
+def _sgd_small(param, grad, velocity, lr, mu, nesterov, wd):
+    """:func:`sgd_update`'s operations, in the same order, on a small parameter as a whole (new
+    temporaries instead of scratch blocks: a small network's update is mostly call overhead)."""
+    g = grad
+    if wd:  # g = de/dh + wd h
+        g = param * wd
+        g += grad
+    if mu:
+        if velocity is None:  # v_1 = g
+            velocity = g.copy()
+        else:  # v <- mu v + g
+            velocity *= mu
+            velocity += g
+        if nesterov:  # lr (g + mu v)
+            u = velocity * mu
+            u += g
+            u *= lr
+        else:  # lr v
+            u = velocity * lr
+    else:  # lr g
+        u = g * lr
+    param -= u  # h <- h - lr (...)
     return velocity if mu else None
 
 
