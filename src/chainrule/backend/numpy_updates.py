@@ -13,6 +13,10 @@ operations, in this order, are PyTorch's ``torch.optim.SGD`` and ``torch.optim.A
 numbers are the same whatever the block size (tests/test_backend_updates.py checks both, and the
 plain whole-array formulas above, bit for bit).
 
+A small parameter (at most :data:`SMALL` numbers: a bias, a small network's weights) runs SGD's
+operations in the same order on the whole arrays instead, without the block machinery, whose
+overhead would be most of its update.
+
 SGD on a large parameter (at least :data:`BLAS_MIN` numbers; float32 or float64, C-ordered,
 without Nesterov momentum) runs as one or two level-1 BLAS calls of NumPy's own OpenBLAS
 instead (``?axpby``: v <- mu v + g, or h <- (1 - lr wd) h - lr g; ``?axpy``: v += wd h and
@@ -39,6 +43,7 @@ import numpy as np
 
 __all__ = [
     "BLOCK",
+    "SMALL",
     "BLAS_MIN",
     "sgd_update",
     "adam_update",

@@ -187,9 +187,8 @@ class Trainer:
         self.train_set, self.test_set = train_set, test_set
         self.batch_size, self.seed, self.schedule = int(batch_size), int(seed), schedule
         self.shift = shift
-        if isinstance(batch_threads, bool) or int(batch_threads) != batch_threads:
-            raise ValueError(f"batch_threads must be a whole number >= 1, got {batch_threads}")
-        if batch_threads < 1:
+        bad = isinstance(batch_threads, bool) or int(batch_threads) != batch_threads
+        if bad or batch_threads < 1:
             raise ValueError(f"batch_threads must be a whole number >= 1, got {batch_threads}")
         self.batch_threads = int(batch_threads)
         self.architecture = architecture or {}
