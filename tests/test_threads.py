@@ -12,7 +12,8 @@ from chainrule import models, no_grad, softmax_cross_entropy, tensor
 from chainrule.cli import main
 from chainrule.data import DataLoader, load_digits
 from chainrule.train import TrainConfig, epoch_seed, run_training
-from chainrule.train.threads import BatchThreads
+from chainrule.train import threads as threads_module
+from chainrule.train.threads import BatchThreads, default_batch_threads
 
 pytest.importorskip("threadpoolctl")
 
@@ -27,7 +28,8 @@ def _cnn64(seed: int = 0):
 
 
 @pytest.mark.parametrize("threads, n", [(2, 7), (3, 8), (2, 2), (4, 3)])
-def test_the_split_batch_has_the_whole_batch_gradient(threads, n):
+def test_the_split_batch_has_the_whole_batch_gradient(threads, n, monkeypatch):
+    monkeypatch.setattr(threads_module, "MIN_SHARD", 1)  # tiny shards: the split on small data
     rng = np.random.default_rng(threads * 10 + n)
     x, y = rng.random((n, 1, 28, 28)), rng.integers(0, 10, n)
     plain, split = _cnn64(), _cnn64()
@@ -42,7 +44,8 @@ def test_the_split_batch_has_the_whole_batch_gradient(threads, n):
         np.testing.assert_allclose(b.grad, a.grad, rtol=1e-10, atol=1e-13)
 
 
-def test_the_split_gradient_adds_to_an_existing_grad_like_backward():
+def test_the_split_gradient_adds_to_an_existing_grad_like_backward(monkeypatch):
+    monkeypatch.setattr(threads_module, "MIN_SHARD", 1)
     rng = np.random.default_rng(1)
     x, y = rng.random((6, 1, 28, 28)), rng.integers(0, 10, 6)
     plain, split = _cnn64(), _cnn64()
@@ -55,7 +58,8 @@ def test_the_split_gradient_adds_to_an_existing_grad_like_backward():
         np.testing.assert_allclose(b.grad, a.grad, rtol=1e-10, atol=1e-13)
 
 
-def test_a_non_finite_error_leaves_the_gradients_alone():
+def test_a_non_finite_error_leaves_the_gradients_alone(monkeypatch):
+    monkeypatch.setattr(threads_module, "MIN_SHARD", 1)
     model = _cnn64()
     x = np.full((4, 1, 28, 28), np.nan)
     with BatchThreads(model, model.parameters(), 2) as step:
@@ -101,9 +105,10 @@ def _emulated_two_threads(cfg: TrainConfig) -> dict[str, np.ndarray]:
         opt.lr = schedule(epoch)
         for x, y in DataLoader(train, cfg.batch_size, seed=epoch_seed(cfg.seed, epoch)):
             n = len(y)
+            shards = 2 if n >= 2 * threads_module.MIN_SHARD else 1  # (a short last batch)
             total = [np.zeros(p.shape, p.dtype) for p in opt.params]
-            for k in (0, 1):
-                part = slice(k * n // 2, (k + 1) * n // 2)
+            for k in range(shards):
+                part = slice(k * n // shards, (k + 1) * n // shards)
                 opt.zero_grad()
                 softmax_cross_entropy(model(x[part]), y[part]).backward()
                 for t, p in zip(total, opt.params, strict=True):
@@ -150,3 +155,26 @@ def test_parallel_flag_chooses_the_split(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([*args, "--out", str(tmp_path / "bad"), "--parallel", "cores"])
     assert "invalid choice: 'cores'" in capsys.readouterr().err
+
+
+def test_a_small_batch_is_split_into_fewer_shards(monkeypatch):
+    seen = []
+    real = threads_module.forward_backward
+
+    def spy(model, params, x, y):
+        seen.append(len(y))
+        return real(model, params, x, y)
+
+    monkeypatch.setattr(threads_module, "forward_backward", spy)
+    model = _cnn64()
+    rng = np.random.default_rng(4)
+    with BatchThreads(model, model.parameters(), 4) as step:
+        for n in (20, 40, 100):
+            seen.clear()
+            step(rng.random((n, 1, 28, 28)), rng.integers(0, 10, n))
+            assert sorted(seen) == {20: [20], 40: [20, 20], 100: [25, 25, 25, 25]}[n]
+
+
+def test_auto_splits_the_cnn_over_at_most_four_threads():
+    assert [default_batch_threads("cnn", t) for t in (None, 1, 2, 4, 64)] == [1, 1, 2, 4, 4]
+    assert [default_batch_threads("mlp", t) for t in (None, 2, 64)] == [1, 1, 1]

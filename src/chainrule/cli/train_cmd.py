@@ -196,9 +196,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=("auto", "blas", "batch"),
         default="auto",
         help="how the threads share a step: blas runs each matrix product on all of them; "
-        "batch splits every mini-batch over them, one BLAS thread each, so that the work "
-        "between the products runs in parallel too (the same gradients up to float rounding); "
-        "auto: batch for the CNN, blas for the MLP (measured faster; default: %(default)s)",
+        "batch splits every mini-batch over them (slices of >= 16 samples), one BLAS thread "
+        "each, so that the work between the products runs in parallel too (the same gradients "
+        "up to float rounding); auto: batch for the CNN (at most 4 threads), blas for the MLP "
+        "(measured faster; default: %(default)s)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")

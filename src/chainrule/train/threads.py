@@ -35,10 +35,21 @@ from ..rules import softmax_cross_entropy
 __all__ = ["BatchThreads", "forward_backward", "default_batch_threads"]
 
 
+#: ``--parallel auto`` splits over at most this many threads: the shards' Python takes turns
+#: (one GIL), and the split was measured on 2 cores only
+AUTO_MAX_THREADS = 4
+
+#: a shard has at least this many samples (a smaller batch is split into fewer shards)
+MIN_SHARD = 16
+
+
 def default_batch_threads(model: str, blas_threads: int | None) -> int:
-    """``chainrule train --parallel auto``: the CNN splits its batches over all the BLAS
-    threads, the MLP (one large product per layer: BLAS's own threads win) does not."""
-    return max(1, blas_threads or 1) if model == "cnn" else 1
+    """``chainrule train --parallel auto``: the CNN splits its batches over the BLAS threads
+    (at most :data:`AUTO_MAX_THREADS`), the MLP (one large product per layer: BLAS's own
+    threads win) does not."""
+    if model != "cnn":
+        return 1
+    return max(1, min(blas_threads or 1, AUTO_MAX_THREADS))
 
 
 def forward_backward(
@@ -64,6 +75,7 @@ def forward_backward(
 class BatchThreads:
     """Forward and backward of a mini-batch in ``threads`` shards, one thread (and one BLAS
     thread) each; :meth:`__call__` leaves the batch's gradient in every parameter's ``.grad``.
+    A shard holds at least :data:`MIN_SHARD` samples: a smaller batch uses fewer threads.
 
     ``threads`` = 1 runs the whole batch in the calling thread, as a plain step does. Call
     :meth:`close` (or use ``with``) to stop the worker threads.
@@ -79,7 +91,8 @@ class BatchThreads:
     def __call__(self, x: Any, y: Any) -> tuple[float, int]:
         """(error sum, correct predictions) of the batch (x: N x ..., y: N labels)."""
         n = len(y)
-        bounds = [n * k // self.threads for k in range(self.threads + 1)]
+        k = max(1, min(self.threads, n // MIN_SHARD))
+        bounds = [n * i // k for i in range(k + 1)]
         shards = [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
         if self._pool is None or len(shards) < 2:  # the plain step: backward() into .grad
             loss_sum, correct, _ = forward_backward(self.model, None, x, y)
