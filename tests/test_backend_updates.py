@@ -255,9 +255,7 @@ def test_updates_block_by_block_give_the_same_numbers(monkeypatch, make, kwargs)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize(
-    "case", [c for c in SGD_CASES if not c.get("nesterov")], ids=str
-)
+@pytest.mark.parametrize("case", [c for c in SGD_CASES if not c.get("nesterov")], ids=str)
 def test_blas_sgd_equals_the_formula_to_rounding(monkeypatch, case, dtype):
     """A parameter of at least BLAS_MIN numbers goes through NumPy's OpenBLAS (axpby, axpy)."""
     calls = []

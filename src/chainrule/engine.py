@@ -824,4 +824,3 @@ def autograd_grad(
             g = B.xp.asarray(g)
         grads.append(g)
     return tuple(grads)
-
