@@ -101,18 +101,25 @@ _BLAS: dict[Any, _Level1] | None = None  # loaded at the first large update
 def _level1(param: np.ndarray, grad: Any, *state: np.ndarray | None) -> _Level1 | None:
     """The BLAS calls for this update, or None when the NumPy blocks must run."""
     global _BLAS
-    if param.size < BLAS_MIN or not param.flags.c_contiguous:
+    if param.size < BLAS_MIN or any(a is None for a in state):
         return None
-    if not (isinstance(grad, np.ndarray) and grad.dtype == param.dtype and grad.flags.c_contiguous):
-        return None
-    for a in state:
-        if a is None or a.dtype != param.dtype or not a.flags.c_contiguous:
-            return None
-    if grad.shape != param.shape:
+    if not _plain(param, grad, *state):
         return None
     if _BLAS is None:
         _BLAS = _load_blas()
     return _BLAS.get(param.dtype)
+
+
+def _plain(param: np.ndarray, grad: Any, *state: np.ndarray | None) -> bool:
+    """Whether the update may run on the arrays themselves: C-ordered, one dtype and shape
+    (state arrays that are None are made later, C-ordered in the parameter's dtype)."""
+    c = param.flags.c_contiguous and type(grad) is np.ndarray and grad.flags.c_contiguous
+    if not (c and grad.dtype == param.dtype and grad.shape == param.shape):
+        return False
+    for a in state:
+        if a is not None and (a.dtype != param.dtype or not a.flags.c_contiguous):
+            return False
+    return True
 
 
 def _scratch(size: int, dtype: Any) -> np.ndarray:
@@ -218,17 +225,12 @@ def sgd_update(
     return velocity if mu else None
 
 
-def _plain(param: np.ndarray, grad: Any, state: np.ndarray | None) -> bool:
-    """Whether the update may run on the arrays themselves: C-ordered, one dtype and shape."""
-    c = param.flags.c_contiguous and type(grad) is np.ndarray and grad.flags.c_contiguous
-    if not (c and grad.dtype == param.dtype and grad.shape == param.shape):
-        return False
-    return state is None or (state.dtype == param.dtype and state.flags.c_contiguous)
-
-
 def _sgd_small(param, grad, velocity, lr, mu, nesterov, wd):
-    """:func:`sgd_update`'s operations, in the same order, on a small parameter as a whole (new
-    temporaries instead of scratch blocks: a small network's update is mostly call overhead)."""
+    """:func:`sgd_update`'s block operations, in the same order, on a small parameter as a whole:
+    new temporaries instead of out= into scratch blocks (a small network's update is mostly call
+    overhead, and calling the blocks' code with two fresh scratch arrays measured ~5% slower on
+    the batch-1 step). tests/test_backend_updates.py checks both against the formulas bit for bit.
+    """
     g = grad
     if wd:  # g = de/dh + wd h
         g = param * wd
