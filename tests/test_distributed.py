@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _emulate import emulated_shards
 
-from chainrule import models, softmax_cross_entropy, tensor
+from chainrule import models, tensor
 from chainrule.cli import main
 from chainrule.data import DataLoader, load_digits
-from chainrule.train import TrainConfig, distributed, epoch_seed, evaluate, load_checkpoint
+from chainrule.train import TrainConfig, distributed, evaluate, load_checkpoint
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
@@ -261,27 +262,9 @@ def test_threads_flag_sets_the_blas_threads(tmp_path):
 
 # -- mpiexec -n 2 chainrule train --
 def _emulated_two_ranks(epochs: int, hidden: int) -> dict[str, np.ndarray]:
-    """One process doing the arithmetic of two ranks: each half-batch's gradient times
-    |B_r|/|B|, summed in float32, one update (what distributed.py says it computes)."""
-    cfg = TrainConfig(dataset="digits", epochs=epochs, hidden=hidden).resolved()
-    train, _ = load_digits(test_fraction=0.2, seed=0)
-    model = models.build(models.architecture("mlp", (1, 8, 8), 10, hidden), rng=cfg.seed)
-    opt, schedule = cfg.make_optimizer(model.parameters()), cfg.make_schedule()
-    for epoch in range(epochs):
-        opt.lr = schedule(epoch)
-        for x, y in DataLoader(train, cfg.batch_size, seed=epoch_seed(cfg.seed, epoch)):
-            n = len(y)
-            total = [np.zeros(p.shape, p.dtype) for p in opt.params]
-            for r in (0, 1):
-                part = slice(r * n // 2, (r + 1) * n // 2)
-                opt.zero_grad()
-                softmax_cross_entropy(model(x[part]), y[part]).backward()
-                for t, p in zip(total, opt.params, strict=True):
-                    t += np.multiply(p.grad, (part.stop - part.start) / n)
-            for t, p in zip(total, opt.params, strict=True):
-                p.grad = t
-            opt.step()
-    return model.state_dict()
+    """One process doing the arithmetic of two ranks (what distributed.py says it computes):
+    every batch in two halves, a short last one too."""
+    return emulated_shards(TrainConfig(dataset="digits", epochs=epochs, hidden=hidden), lambda n: 2)
 
 
 def test_two_ranks_follow_the_one_process_trajectory(mpiexec, tmp_path):

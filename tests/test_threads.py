@@ -7,11 +7,11 @@ import threading
 
 import numpy as np
 import pytest
+from _emulate import emulated_shards
 
 from chainrule import models, no_grad, softmax_cross_entropy, tensor
 from chainrule.cli import main
-from chainrule.data import DataLoader, load_digits
-from chainrule.train import TrainConfig, epoch_seed, run_training
+from chainrule.train import TrainConfig, run_training
 from chainrule.train import threads as threads_module
 from chainrule.train.threads import BatchThreads, default_batch_threads
 
@@ -95,28 +95,9 @@ def test_the_graph_mode_is_per_thread():
 
 
 def _emulated_two_threads(cfg: TrainConfig) -> dict[str, np.ndarray]:
-    """The arithmetic that the split claims: each half-batch's gradient times |B_k|/|B|,
-    summed in float32, one update per batch."""
-    cfg = cfg.resolved()
-    train, _ = load_digits(test_fraction=0.2, seed=0)
-    model = models.build(models.architecture("mlp", (1, 8, 8), 10, cfg.hidden), rng=cfg.seed)
-    opt, schedule = cfg.make_optimizer(model.parameters()), cfg.make_schedule()
-    for epoch in range(cfg.epochs):
-        opt.lr = schedule(epoch)
-        for x, y in DataLoader(train, cfg.batch_size, seed=epoch_seed(cfg.seed, epoch)):
-            n = len(y)
-            shards = 2 if n >= 2 * threads_module.MIN_SHARD else 1  # (a short last batch)
-            total = [np.zeros(p.shape, p.dtype) for p in opt.params]
-            for k in range(shards):
-                part = slice(k * n // shards, (k + 1) * n // shards)
-                opt.zero_grad()
-                softmax_cross_entropy(model(x[part]), y[part]).backward()
-                for t, p in zip(total, opt.params, strict=True):
-                    t += np.multiply(p.grad, (part.stop - part.start) / n)
-            for t, p in zip(total, opt.params, strict=True):
-                p.grad = t
-            opt.step()
-    return model.state_dict()
+    """The arithmetic that the split claims: two slices per batch, one for a batch too short
+    for two slices of MIN_SHARD samples."""
+    return emulated_shards(cfg, lambda n: 2 if n >= 2 * threads_module.MIN_SHARD else 1)
 
 
 def test_training_on_two_threads_follows_the_one_thread_trajectory(tmp_path):
