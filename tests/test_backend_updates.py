@@ -64,19 +64,11 @@ def _gradients(rng, shape, dtype, steps=4):
     return [rng.standard_normal(shape).astype(dtype) for _ in range(steps)]
 
 
-@pytest.mark.parametrize("block", ["whole", updates.BLOCK, 7, 1])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("case", SGD_CASES, ids=str)
-def test_fused_sgd_equals_the_formula_bit_for_bit(monkeypatch, case, dtype, block):
-    """A small parameter is updated as a whole ("whole"), a larger one block by block."""
-    if block != "whole":
-        monkeypatch.setattr(updates, "SMALL", 0)  # the blocks, even for this small parameter
-        monkeypatch.setattr(updates, "BLOCK", block)
-    rng = np.random.default_rng(0)
-    start = rng.standard_normal((6, 5)).astype(dtype)
+def _sgd_steps(case, start, gradients):
+    """(h, v) of sgd_update and (h, v) of the formula after each gradient, from ``start``."""
     fused, plain = start.copy(), start.copy()
     v_fused = v_plain = None
-    for g in _gradients(rng, start.shape, dtype):
+    for g in gradients:
         v_fused = sgd_update(
             fused,
             g,
@@ -87,6 +79,20 @@ def test_fused_sgd_equals_the_formula_bit_for_bit(monkeypatch, case, dtype, bloc
             case.get("wd", 0.0),
         )
         plain, v_plain = sgd_formula(plain, g, v_plain, **case)
+        yield fused, v_fused, plain, v_plain
+
+
+@pytest.mark.parametrize("block", ["whole", updates.BLOCK, 7, 1])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", SGD_CASES, ids=str)
+def test_fused_sgd_equals_the_formula_bit_for_bit(monkeypatch, case, dtype, block):
+    """A small parameter is updated as a whole ("whole"), a larger one block by block."""
+    if block != "whole":
+        monkeypatch.setattr(updates, "SMALL", 0)  # the blocks, even for this small parameter
+        monkeypatch.setattr(updates, "BLOCK", block)
+    rng = np.random.default_rng(0)
+    start = rng.standard_normal((6, 5)).astype(dtype)
+    for fused, v_fused, plain, v_plain in _sgd_steps(case, start, _gradients(rng, (6, 5), dtype)):
         np.testing.assert_array_equal(fused, plain)
         assert fused.dtype == dtype
         if case.get("mu"):
@@ -269,21 +275,9 @@ def test_blas_sgd_equals_the_formula_to_rounding(monkeypatch, case, dtype):
     monkeypatch.setattr(updates, "_level1", spy)
     rng = np.random.default_rng(3)
     start = rng.standard_normal((updates.BLAS_MIN // 64 + 3, 64)).astype(dtype)
-    fused, plain = start.copy(), start.copy()
-    v_fused = v_plain = None
-    for g in _gradients(rng, start.shape, dtype):
-        v_fused = sgd_update(
-            fused,
-            g,
-            v_fused,
-            case["lr"],
-            case.get("mu", 0.0),
-            weight_decay=case.get("wd", 0.0),
-        )
-        plain, v_plain = sgd_formula(
-            plain, g, v_plain, dtype(case["lr"]), dtype(case.get("mu", 0.0)),
-            wd=dtype(case.get("wd", 0.0)),
-        )  # fmt: skip
+    *_, (fused, v_fused, plain, v_plain) = _sgd_steps(
+        case, start, _gradients(rng, start.shape, dtype)
+    )
     assert any(calls), "the BLAS path was not taken"
     eps = np.finfo(dtype).eps
     np.testing.assert_allclose(fused, plain, rtol=8 * eps, atol=8 * eps)
