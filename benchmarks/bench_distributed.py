@@ -92,14 +92,9 @@ def initial_weights(model: str, seed: int = 0) -> dict:
     """The same start for every set-up: PyTorch's default U(+-1/sqrt(fan_in)), drawn by NumPy."""
     import numpy as np
     from bench_speed import WORKLOADS
+    from bench_speed import initial_weights as draw
 
-    rng = np.random.default_rng(seed)
-    weights = {}
-    for prefix, shape in WORKLOADS["mlp" if model == "mlp" else "lenet"][2]:
-        bound = 1 / np.sqrt(np.prod(shape[1:]))
-        weights[f"{prefix}.weight"] = rng.uniform(-bound, bound, shape).astype(np.float32)
-        weights[f"{prefix}.bias"] = rng.uniform(-bound, bound, shape[0]).astype(np.float32)
-    return weights
+    return draw(WORKLOADS["mlp" if model == "mlp" else "lenet"][2], np.random.default_rng(seed))
 
 
 def torch_worker(args: argparse.Namespace) -> None:

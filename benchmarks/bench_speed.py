@@ -109,17 +109,23 @@ def mnist_test_images() -> tuple[np.ndarray, np.ndarray] | None:
     return (images.reshape(-1, 1, 28, 28) / np.float32(255)), labels.astype(np.int64)
 
 
+def initial_weights(layers: list, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """PyTorch's default initialisation, U(+-1/sqrt(fan_in)) for weights and biases, in float32,
+    for [(parameter prefix, weight shape)] (a WORKLOADS entry's layers)."""
+    weights = {}
+    for prefix, shape in layers:
+        bound = 1 / np.sqrt(np.prod(shape[1:]))  # fan_in
+        weights[f"{prefix}.weight"] = rng.uniform(-bound, bound, shape).astype(np.float32)
+        weights[f"{prefix}.bias"] = rng.uniform(-bound, bound, shape[0]).astype(np.float32)
+    return weights
+
+
 def write_inputs(folder: Path, seed: int = 0) -> str:
     """Write every workload's weights and mini-batches into ``folder``; name the data used."""
     rng = np.random.default_rng(seed)
     mnist = mnist_test_images()
     for name, (_, batch, layers) in WORKLOADS.items():
-        weights = {}
-        for prefix, shape in layers:
-            bound = 1 / np.sqrt(np.prod(shape[1:]))  # fan_in
-            weights[f"{prefix}.weight"] = rng.uniform(-bound, bound, shape).astype(np.float32)
-            weights[f"{prefix}.bias"] = rng.uniform(-bound, bound, shape[0]).astype(np.float32)
-        np.savez(folder / f"{name}-weights.npz", **weights)
+        np.savez(folder / f"{name}-weights.npz", **initial_weights(layers, rng))
         if name == "tiny":
             x = rng.standard_normal((N_BATCHES, 1, 2)).astype(np.float32)
             y = rng.standard_normal((N_BATCHES, 1, 1)).astype(np.float32)
