@@ -166,14 +166,16 @@ def worker(args: argparse.Namespace) -> None:
 
     opt = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     lo, hi = world.rank * args.batch // world.size, (world.rank + 1) * args.batch // world.size
-    split = BatchThreads(model, opt.params, args.threads if args.setup == "1x2s" else 1)
+    one = opt if world.size == 1 else None  # as Trainer: one process updates inside the step
+    split = BatchThreads(model, opt.params, args.threads if args.setup == "1x2s" else 1, one)
 
     def step(x: np.ndarray, y: np.ndarray) -> float:  # Trainer's update on this rank's shard
         xs, ys = x[lo:hi], y[lo:hi]
         opt.zero_grad()
         loss_sum, _ = split(xs, ys)  # forward and backward (over threads for 1x2s)
         loss_sum, _ = world.reduce_batch(opt.params, len(ys), len(y), loss_sum, 0)
-        opt.step()
+        if one is None:
+            opt.step()
         return loss_sum / len(y)
 
     first = step(*data[0])

@@ -43,11 +43,15 @@ else:
     error = lambda out: cr.softmax_cross_entropy(out, y)
     momentum = 0.9
 opt = optim.SGD(m.parameters(), lr=0.01, momentum=momentum)
+fused = hasattr(opt, "backward_step")  # a tree that has it: chainrule train's step
 def step():
     opt.zero_grad()
     loss = error(m(x))
-    loss.backward()
-    opt.step()
+    if fused:
+        opt.backward_step(loss)
+    else:
+        loss.backward()
+        opt.step()
     return float(loss)
 first = step()
 for _ in range(3): step()

@@ -56,20 +56,24 @@ def test_grad_jacobian_hessian_match_numpy(xp):
     np.testing.assert_allclose(to_np(cr.hessian(f)(x)), h_np, rtol=1e-12)
 
 
-def _step(model, x, y):
-    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+def _step(model, x, y, fused=False):
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
     losses = []
     for _ in range(2):
         opt.zero_grad()
         loss = cr.softmax_cross_entropy(model(cr.tensor(x)), y)
-        loss.backward()
-        opt.step()
+        if fused:  # the momentum folded into back propagation (the portable kernels')
+            opt.backward_step(loss)
+        else:
+            loss.backward()
+            opt.step()
         losses.append(float(loss))
     return losses, [to_np(p) for p in model.parameters()]
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["backward-step", "backward_step"])
 @pytest.mark.parametrize("which", ["mlp", "cnn"])
-def test_mlp_and_lenet_train_steps_match_numpy(xp, which):
+def test_mlp_and_lenet_train_steps_match_numpy(xp, which, fused):
     """The lecture's MLP and LeNet-5, two SGD steps with momentum, in float64."""
     rng = np.random.default_rng(0)
     shape = (1, 28, 28) if which == "cnn" else (1, 6, 6)
@@ -85,7 +89,7 @@ def test_mlp_and_lenet_train_steps_match_numpy(xp, which):
 
     with cr.use_backend(np):
         want_losses, want_params = _step(build(np), x, y)
-    got_losses, got_params = _step(build(xp), xp.asarray(x), xp.asarray(y))
+    got_losses, got_params = _step(build(xp), xp.asarray(x), xp.asarray(y), fused)
     np.testing.assert_allclose(got_losses, want_losses, rtol=1e-10)
     for got, want in zip(got_params, want_params, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)

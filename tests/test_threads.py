@@ -142,9 +142,9 @@ def test_a_small_batch_is_split_into_fewer_shards(monkeypatch):
     seen = []
     real = threads_module.forward_backward
 
-    def spy(model, params, x, y):
+    def spy(model, params, x, y, *backward):
         seen.append(len(y))
-        return real(model, params, x, y)
+        return real(model, params, x, y, *backward)
 
     monkeypatch.setattr(threads_module, "forward_backward", spy)
     model = _cnn64()

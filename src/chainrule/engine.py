@@ -503,13 +503,7 @@ class Tensor:
         ``grad`` is de/d(this tensor), needed unless the tensor holds one element. The graph
         is freed afterwards unless ``retain_graph=True``.
         """
-        if not self.requires_grad:
-            raise GraphError(
-                "backward() on a tensor that does not require grad: no input of the computation "
-                "was created with requires_grad=True (or it ran under no_grad)"
-            )
-        seed = _seed(self, grad)
-        backprop([self], [seed], create_graph=False, retain_graph=retain_graph, accumulate=True)
+        backward_into(self, {}, grad, retain_graph)
 
     def __pos__(self) -> Tensor:
         return self
@@ -661,8 +655,14 @@ def _unbroadcast(r: Rule, i: int, g: Any, shape: tuple[int, ...]) -> Any:
     return sum_to_shape(g, shape)
 
 
-def _input_grads(node: Node, out: Tensor, g: Any, create_graph: bool) -> list[tuple[int, Any]]:
-    """(position, de/d(input)) for each input of ``node`` that requires grad."""
+def _input_grads(
+    node: Node, out: Tensor, g: Any, create_graph: bool, sinks: Mapping[int, Any] | None = None
+) -> list[tuple[int, Any]]:
+    """(position, de/d(input)) for each input of ``node`` that requires grad.
+
+    A backend vjp marked ``defers`` is told which inputs are leaves with a destination in
+    ``sinks`` (``defer=``): it may return their gradient as a deferred product.
+    """
     r, args, params = node.rule, node.inputs, node.params
     if r.saves:
         params = dict(params, saved=node.saved)
@@ -676,7 +676,12 @@ def _input_grads(node: Node, out: Tensor, g: Any, create_graph: bool) -> list[tu
     all_g: Any = None
     fast = None if create_graph else B.fast_vjps.get(r.name)
     if fast is not None:
-        all_g = fast(g, o, *ins, needs=needs, **params)
+        fast_params = params
+        if sinks and getattr(fast, "defers", False):
+            defer = [needs[i] and a._node is None and id(a) in sinks for i, a in enumerate(args)]
+            if any(defer):
+                fast_params = dict(params, defer=tuple(defer))
+        all_g = fast(g, o, *ins, needs=needs, **fast_params)
         if all_g is NotImplemented:
             all_g = None
     if all_g is None and r.vjp_all is not None:
@@ -718,11 +723,15 @@ def backprop(
     retain_graph: bool = False,
     accumulate: bool = True,
     wanted: Iterable[Tensor] = (),
+    sinks: Mapping[int, Callable[[Any], None]] | None = None,
 ) -> dict[int, Any]:
     """Walk the reversed graph from ``roots``; return the gradients of ``wanted`` by id.
 
     ``seeds[i]`` is de/d(roots[i]). With ``accumulate`` the leaves' (and retained tensors')
     ``.grad`` receive their gradient; without, the walk stops at the ``wanted`` tensors.
+    ``sinks``: for a leaf whose id is a key, ``sinks[id](de/dleaf)`` is called instead of
+    adding to ``.grad`` (once, with the sum of all the leaf's paths), and a backend vjp may hand
+    it the gradient as a deferred product that the sink computes (``SGD.backward_step``).
     """
     wanted_ids = {id(w) for w in wanted}
     grads: dict[int, Any] = {}
@@ -746,12 +755,16 @@ def backprop(
             node = t._node
             if node is None or t._retain:
                 if accumulate:
-                    _store_grad(t, g, owned)
+                    sink = sinks.get(key) if sinks and node is None else None
+                    if sink is not None:
+                        sink(g)
+                    else:
+                        _store_grad(t, g, owned)
                 if node is None:
                     continue
             if node is FREED:
                 raise GraphError(_FREED_MESSAGE)
-            for i, gi in _input_grads(node, t, g, create_graph):
+            for i, gi in _input_grads(node, t, g, create_graph, sinks):
                 k = id(node.inputs[i])
                 prev_g = grads.get(k)
                 grads[k] = gi if prev_g is None else prev_g + gi  # the split rule
@@ -760,6 +773,24 @@ def backprop(
     finally:
         _grad_mode.enabled = prev
     return result
+
+
+def backward_into(
+    out: Tensor,
+    sinks: Mapping[int, Callable[[Any], None]],
+    grad: Any = None,
+    retain_graph: bool = False,
+) -> None:
+    """``out.backward(grad, retain_graph)``, except that a leaf whose id is a key of ``sinks``
+    hands its gradient to ``sinks[id(leaf)]`` instead of adding it to ``.grad``: an array, or a
+    backend deferred product (see :func:`backprop`)."""
+    if not out.requires_grad:
+        raise GraphError(
+            "backward() on a tensor that does not require grad: no input of the computation "
+            "was created with requires_grad=True (or it ran under no_grad)"
+        )
+    seed = _seed(out, grad)
+    backprop([out], [seed], retain_graph=retain_graph, sinks=sinks or None)
 
 
 def _store_grad(t: Tensor, g: Any, owned: set[int]) -> None:

@@ -30,11 +30,28 @@ from typing import Any
 
 import numpy
 
-from .numpy_updates import adam_update, sgd_update, state_array, steps_array, steps_from
+from .numpy_updates import (
+    Product,
+    adam_update,
+    momentum_into,
+    sgd_apply,
+    sgd_update,
+    state_array,
+    steps_array,
+    steps_from,
+)
 
 xp = numpy
 
-__all__ = ["adam_update", "sgd_update", "state_array", "steps_array", "steps_from"]  # and below
+__all__ = [  # and below
+    "adam_update",
+    "momentum_into",
+    "sgd_apply",
+    "sgd_update",
+    "state_array",
+    "steps_array",
+    "steps_from",
+]
 
 
 def out_size(size: int, window: int, stride: int, padding: int) -> int:
@@ -112,14 +129,21 @@ def linear(x: Any, w: Any, b: Any = None) -> Any:
     return y
 
 
-def _linear_vjp(g, out, x, w, b=None, needs=()):
+def _linear_vjp(g, out, x, w, b=None, needs=(), defer=()):
+    """``defer[1]``: the weight's gradient as the :class:`Product` G^T X, for its destination
+    to compute (the engine asks for it when one is waiting: ``SGD.backward_step``)."""
     if x.ndim != 2:
         return NotImplemented
+    if needs[1]:
+        dw = Product(g.T, x) if defer and defer[1] and g.dtype == x.dtype else g.T @ x
     return (
         (w.T @ g.T).T if needs[0] else None,  # G H, in the layout of the forward pass
-        g.T @ x if needs[1] else None,
+        dw if needs[1] else None,
         g.sum(axis=0) if len(needs) > 2 and needs[2] else None,  # summed over the batch here
     )
+
+
+_linear_vjp.defers = True  # type: ignore[attr-defined]  # the engine may pass defer=
 
 
 def affine(w: Any, x: Any, b: Any = None) -> Any:

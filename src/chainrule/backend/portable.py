@@ -210,6 +210,19 @@ def sgd_update(param, grad, velocity, lr, momentum=0.0, nesterov=False, weight_d
     return velocity
 
 
+def momentum_into(velocity, grad, momentum):
+    """v <- mu v + de/dh (a new v = de/dh before the first step); returns v."""
+    return xp.asarray(grad, copy=True) if velocity is None else momentum * velocity + grad
+
+
+def sgd_apply(param, velocity, lr, weight_decay=0.0):
+    """v += wd h ; h <- h - lr v, h in place (v too when it can be written: it is returned by
+    momentum_into, so the caller keeps the new one)."""
+    if weight_decay:
+        velocity[...] = velocity + weight_decay * param
+    param[...] = param - lr * velocity
+
+
 def adam_update(param, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
     """Adam's formula on whole arrays: h in place, returns (m, v)."""
     g = grad + weight_decay * param if weight_decay else grad

@@ -51,6 +51,12 @@ class Optimizer:
         """Update every parameter that has a gradient, in place."""
         raise NotImplementedError
 
+    def backward_step(self, loss: Tensor) -> None:
+        """``loss.backward()``, then :meth:`step`: one training step's back propagation and
+        update (an optimiser may run them as one pass: :meth:`SGD.backward_step`)."""
+        loss.backward()
+        self.step()
+
     def hyperparameters(self) -> dict[str, float | bool | list[float]]:
         """The numbers that define the update (for checkpoints and metrics)."""
         out: dict[str, Any] = {"lr": self.lr}

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import backend as B
-from ..engine import Tensor
+from ..engine import Tensor, backward_into
 from .base import Optimizer, fraction, non_negative
 
 
@@ -52,5 +52,39 @@ class SGD(Optimizer):
             if h.grad is not None:  # v <- mu v + (de/dh + wd h) ;  h <- h - lr v
                 v[i] = B.kernels.sgd_update(
                     h.data, h.grad, v[i], self.lr, self.momentum, self.nesterov, self.weight_decay
+                )
+        self.steps += 1
+
+    def backward_step(self, loss: Tensor) -> None:
+        """``loss.backward()`` then :meth:`step`, the same update, with v <- mu v + de/dh done
+        during back propagation: each weight's gradient goes straight into its momentum buffer
+        (a linear layer's G^T X is computed into v by one product, beta = mu) and is never
+        stored in ``.grad``. Then v += wd h ; h <- h - lr v.
+
+        The numbers equal the two-call step up to rounding. A parameter that already holds a
+        ``.grad`` (accumulated over several backward passes), and Nesterov momentum or none,
+        take the two-call step.
+        """
+        if not self.momentum or self.nesterov:
+            super().backward_step(loss)
+            return
+        v, mu = self.velocity, self.momentum
+        got: list[int] = []
+
+        def sink(i: int) -> Any:
+            def put(grad: Any) -> None:
+                v[i] = B.kernels.momentum_into(v[i], grad, mu)
+                got.append(i)
+
+            return put
+
+        sinks = {id(h): sink(i) for i, h in enumerate(self.params) if h.grad is None}
+        backward_into(loss, sinks)
+        for i in got:
+            B.kernels.sgd_apply(self.params[i].data, v[i], self.lr, self.weight_decay)
+        for i, h in enumerate(self.params):  # those that had a .grad: the two-call step
+            if id(h) not in sinks and h.grad is not None:
+                v[i] = B.kernels.sgd_update(
+                    h.data, h.grad, v[i], self.lr, mu, self.nesterov, self.weight_decay
                 )
         self.steps += 1

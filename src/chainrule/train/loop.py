@@ -318,7 +318,10 @@ class Trainer:
         if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1:
             raise ValueError(f"epochs must be a whole number >= 1, got {epochs}")
         interrupted = False
-        step = BatchThreads(self.model, self.optimizer.params, self.batch_threads)
+        # one process: the step updates too (SGD folds its momentum into back propagation);
+        # distributed: the gradient is summed over the ranks before the update, below
+        opt = self.optimizer if self.world.size == 1 else None
+        step = BatchThreads(self.model, self.optimizer.params, self.batch_threads, opt)
         # overflow is no warning here: a non-finite loss or parameter stops the loop explicitly
         with _StopFlag() as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             try:
@@ -392,7 +395,7 @@ class Trainer:
                 opt.zero_grad()
                 batch_loss, batch_correct = 0.0, 0
                 if len(y):  # (a rank's shard of a short last batch may be empty)
-                    batch_loss, batch_correct = step(x, y)  # forward, backward into .grad
+                    batch_loss, batch_correct = step(x, y)  # forward, backward (and update)
                 # distributed: the whole batch's gradient and counts, the same on every rank
                 n = min(self.batch_size, n_train - b * self.batch_size)
                 batch_loss, batch_correct = world.reduce_batch(
@@ -403,7 +406,8 @@ class Trainer:
                         f"training diverged in epoch {epoch + 1}, batch {b + 1} of "
                         f"{len(loader)}: the surrogate error is {batch_loss / n}"
                     )
-                opt.step()
+                if step.optimizer is None:  # distributed: the update of the summed gradient
+                    opt.step()
                 loss_sum += batch_loss
                 correct += batch_correct
                 seen += n

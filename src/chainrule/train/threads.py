@@ -23,7 +23,7 @@ another's forward pass from recording).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
@@ -53,12 +53,17 @@ def default_batch_threads(model: str, blas_threads: int | None) -> int:
 
 
 def forward_backward(
-    model: Any, params: Sequence[Any] | None, x: Any, y: Any
+    model: Any,
+    params: Sequence[Any] | None,
+    x: Any,
+    y: Any,
+    backward: Callable[[Any], None] | None = None,
 ) -> tuple[float, int, Any]:
     """One shard: (error sum, correct predictions, de/dh of the shard's mean error or None).
 
-    ``params=None``: back propagation into ``.grad`` (``loss.backward()``), gradients None.
-    Nothing is back-propagated when the error is not finite (the caller stops the run).
+    ``params=None``: back propagation into ``.grad`` (``loss.backward()``, or ``backward(loss)``
+    when given, e.g. an optimiser's ``backward_step``), gradients None. Nothing is
+    back-propagated when the error is not finite (the caller stops the run).
     """
     scores = model(x)
     loss = softmax_cross_entropy(scores, y)
@@ -67,7 +72,10 @@ def forward_backward(
     if not math.isfinite(loss_sum):
         return loss_sum, correct, None
     if params is None:
-        loss.backward()
+        if backward is None:
+            loss.backward()
+        else:
+            backward(loss)
         return loss_sum, correct, None
     return loss_sum, correct, autograd_grad(loss, list(params))
 
@@ -77,14 +85,23 @@ class BatchThreads:
     thread) each; :meth:`__call__` leaves the batch's gradient in every parameter's ``.grad``.
     A shard holds at least :data:`MIN_SHARD` samples: a smaller batch uses fewer threads.
 
-    ``threads`` = 1 runs the whole batch in the calling thread, as a plain step does. Call
-    :meth:`close` (or use ``with``) to stop the worker threads.
+    ``threads`` = 1 runs the whole batch in the calling thread, as a plain step does. Given an
+    ``optimizer`` (whose parameters are ``params``), :meth:`__call__` is the whole training step:
+    it also updates the parameters, the whole batch through ``optimizer.backward_step(loss)``
+    (SGD never stores the gradient then: :meth:`chainrule.optim.SGD.backward_step`), shards
+    through ``.grad`` and ``optimizer.step()``; nothing is updated when the error is not finite.
+    Call :meth:`close` (or use ``with``) to stop the worker threads.
     """
 
-    def __init__(self, model: Any, params: Sequence[Any], threads: int) -> None:
+    def __init__(
+        self, model: Any, params: Sequence[Any], threads: int, optimizer: Any = None
+    ) -> None:
         if isinstance(threads, bool) or int(threads) != threads or threads < 1:
             raise ValueError(f"threads must be a whole number >= 1, got {threads}")
+        if optimizer is not None and [id(p) for p in optimizer.params] != [id(p) for p in params]:
+            raise ValueError("BatchThreads: the optimizer must update exactly the given params")
         self.model, self.params, self.threads = model, list(params), int(threads)
+        self.optimizer = optimizer
         self._pool = ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None
         self._blas = _single_threaded_blas() if self.threads > 1 else None
 
@@ -95,7 +112,8 @@ class BatchThreads:
         bounds = [n * i // k for i in range(k + 1)]
         shards = [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
         if self._pool is None or len(shards) < 2:  # the plain step: backward() into .grad
-            loss_sum, correct, _ = forward_backward(self.model, None, x, y)
+            update = None if self.optimizer is None else self.optimizer.backward_step
+            loss_sum, correct, _ = forward_backward(self.model, None, x, y, update)
             return loss_sum, correct
         with self._blas():  # each shard's products on one core: the shards fill the cores
             futures = [
@@ -119,6 +137,8 @@ class BatchThreads:
                 g = grads[i] * (size / n)
                 grad = g if grad is None else grad + g
             p.grad = grad if p.grad is None else p.grad + grad
+        if self.optimizer is not None:
+            self.optimizer.step()
         return loss_sum, correct
 
     def close(self) -> None:
