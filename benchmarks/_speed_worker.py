@@ -1,10 +1,11 @@
 """One framework's side of ``bench_speed.py``: a long-lived process that times blocks of steps.
 
-    python benchmarks/_speed_worker.py chainrule|torch WORKLOAD THREADS DIR
+    python benchmarks/_speed_worker.py chainrule|torch|products WORKLOAD THREADS DIR
 
 Started by ``bench_speed.py`` (never by hand), with the thread and allocator variables already
 in its environment. It imports NumPy and exactly one framework (``chainrule`` or ``torch``,
-never both), reads the initial weights (``DIR/WORKLOAD-weights.npz``) and the mini-batches
+never both; ``products``, the MLP step's matrix products alone, imports neither), reads the
+initial weights (``DIR/WORKLOAD-weights.npz``) and the mini-batches
 (``DIR/WORKLOAD-x.npy``, ``DIR/WORKLOAD-y.npy``) that the parent wrote, takes the first steps
 from those weights (their losses go back to the parent, which compares the frameworks), warms
 up, and then answers one JSON line per request line on stdin:
@@ -19,7 +20,8 @@ up, and then answers one JSON line per request line on stdin:
 A step is one training step: forward, loss, backward, SGD update (lr 0.01; momentum 0.9 for
 the MNIST-sized workloads), on batch ``k mod K`` at step ``k``. chainrule's MNIST-sized step
 is the one ``chainrule train --threads THREADS`` runs (chainrule.train.threads.BatchThreads:
-LeNet-5's batches split over the threads, the MLP's products on BLAS's threads).
+LeNet-5's batches split over the threads, the MLP's products on BLAS's threads and its SGD
+momentum folded into back propagation).
 """
 
 from __future__ import annotations
@@ -92,15 +94,38 @@ def build_chainrule(workload: str, weights: dict[str, np.ndarray], threads: int)
 
     # as `chainrule train --threads N` does (--parallel auto): the CNN splits each batch over
     # the N threads, one BLAS thread each; the MLP runs each product on N BLAS threads
-    split = BatchThreads(model, opt.params, default_batch_threads(model_name, threads))
+    # the MLP's SGD update folded into back propagation (SGD.backward_step), as in one process
+    split = BatchThreads(model, opt.params, default_batch_threads(model_name, threads), opt)
 
     def step(x, y):
         opt.zero_grad()
-        loss_sum, _ = split(x, y)  # forward, softmax cross-entropy, backward into .grad
-        opt.step()
+        loss_sum, _ = split(x, y)  # forward, softmax cross-entropy, backward, update
         return loss_sum / len(y)
 
     return step, lambda a: a, float
+
+
+def build_products(workload: str, weights: dict[str, np.ndarray], threads: int) -> Built:
+    """The MLP step's matrix products alone, called as chainrule's backend calls them.
+
+    No step of any framework built on NumPy's BLAS can take less time than these products
+    (the forward pass's two, the backward pass's three: the input needs no gradient), so
+    ``peer's step / products alone`` bounds the ratio any such implementation could reach.
+    """
+    if workload != "mlp":
+        raise SystemExit(f"products alone: only the mlp workload, not {workload!r}")
+    w1, w2 = weights["1.weight"], weights["3.weight"]
+
+    def step(x, y):
+        x = x.reshape(len(x), -1)
+        h = (w1 @ x.T).T  # numpy_kernels.linear: H X^T, the samples as columns
+        z = (w2 @ h.T).T
+        dh = (w2.T @ z.T).T  # numpy_kernels._linear_vjp, z standing in for the loss gradient
+        _dw2 = z.T @ h
+        _dw1 = dh.T @ x
+        return None
+
+    return step, lambda a: a, lambda loss: float("nan")
 
 
 def build_torch(workload: str, weights: dict[str, np.ndarray], threads: int) -> Built:
@@ -140,8 +165,10 @@ def main(argv: list[str]) -> int:
         step, convert, value = build_chainrule(workload, weights, threads)
     elif framework == "torch":
         step, convert, value = build_torch(workload, weights, threads)
+    elif framework == "products":
+        step, convert, value = build_products(workload, weights, threads)
     else:
-        raise SystemExit(f"unknown framework {framework!r}: chainrule or torch")
+        raise SystemExit(f"unknown framework {framework!r}: chainrule, torch or products")
     batches = [(convert(x), convert(y)) for x, y in zip(xs, ys, strict=True)]
     losses = [value(step(*batches[k])) for k in range(FIRST_STEPS)]
     k, end = FIRST_STEPS, time.perf_counter() + WARMUP_S

@@ -65,6 +65,7 @@ ALLOCATOR_ENV = {
     "MALLOC_TRIM_THRESHOLD_": str(512 * 1024 * 1024),
 }
 PEERS = {"torch": {}, "torch+alloc": ALLOCATOR_ENV}
+PRODUCTS = "products"  # --floor: the MLP step's matrix products alone (_speed_worker.py)
 THREAD_ENV = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
 
 # name -> (what one step is, batch, [(parameter prefix, weight shape)])
@@ -158,7 +159,7 @@ class Worker:
         )
         self.ready = self._answer()
         own = self.ready["modules"]
-        if own != [framework]:
+        if own != ([] if framework == PRODUCTS else [framework]):
             raise RuntimeError(f"the {framework} worker imported {own}, not only {framework}")
 
     def _answer(self) -> dict:
@@ -184,13 +185,13 @@ class Worker:
 
 def run_series(workload: str, threads: int, peers: list[str], folder: Path, args) -> dict:
     """One series: fresh workers for chainrule and each peer, ``args.rounds`` rounds of blocks."""
-    names = ["chainrule", *peers]
+    names = ["chainrule", *peers, *([PRODUCTS] if args.floor and workload == "mlp" else [])]
     workers: dict[str, Worker] = {}
     try:
         for name in names:  # one after another: start-up and warm-up compete with nothing
-            framework = "chainrule" if name == "chainrule" else "torch"
+            framework = name if name in ("chainrule", PRODUCTS) else "torch"
             workers[name] = Worker(framework, workload, threads, folder, PEERS.get(name, {}))
-        losses = {n: w.ready["losses"] for n, w in workers.items()}
+        losses = {n: w.ready["losses"] for n, w in workers.items() if n != PRODUCTS}
         for peer in peers:  # the same work, or no comparison at all
             gap = max(abs(a - b) for a, b in zip(losses["chainrule"], losses[peer], strict=True))
             if not gap <= args.loss_tol:
@@ -238,14 +239,14 @@ def quantiles(values: list[float]) -> tuple[float, float, float]:
     return q1, q2, q3
 
 
-def summarize(series: list[dict], peer: str, quiet: float) -> dict:
-    """Clean pairs of (chainrule, peer) blocks across series: ratios and their spread."""
+def summarize(series: list[dict], peer: str, quiet: float, base: str = "chainrule") -> dict:
+    """Clean pairs of (base, peer) blocks across series: ratios and their spread."""
     ratios, per_series, ours, theirs, total = [], [], [], [], 0
     for s in series:
         clean = []
         for blocks in s["rounds"]:
             total += 1
-            a, b = blocks["chainrule"], blocks[peer]
+            a, b = blocks[base], blocks[peer]
             if a["other_cores"] <= quiet and b["other_cores"] <= quiet:
                 clean.append(b["ms"] / a["ms"])
                 ours.append(a["ms"])
@@ -253,7 +254,7 @@ def summarize(series: list[dict], peer: str, quiet: float) -> dict:
         ratios += clean
         if clean:
             per_series.append(statistics.median(clean))
-    everything = [r[peer]["ms"] / r["chainrule"]["ms"] for s in series for r in s["rounds"]]
+    everything = [r[peer]["ms"] / r[base]["ms"] for s in series for r in s["rounds"]]
     out = {
         "peer": peer,
         "clean_pairs": len(ratios),
@@ -303,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
         "during it (default 0.05)",
     )
     p.add_argument("--loss-tol", type=float, default=1e-6, help="first losses must agree (1e-6)")
+    p.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time the MLP step's matrix products alone, in a worker of their own: "
+        "peer / products bounds the ratio any step built on NumPy's BLAS could reach",
+    )
     p.add_argument("--json", metavar="PATH", help="also write every block's numbers here")
     p.add_argument("--quick", action="store_true", help="1 series, 3 rounds, 0.1 s blocks")
     p.add_argument("--verbose", action="store_true", help="print every block (to stderr)")
@@ -369,6 +376,22 @@ def main(argv: list[str] | None = None) -> int:
                 )
             if args.verbose:
                 print(f"{'':<42} (all pairs, noisy ones too: {row['all_pairs_ratio']:.2f}x)")
+        if PRODUCTS in series[0]["rounds"][0]:
+            for peer in args.peers:
+                row = summarize(series, peer, args.quiet, base=PRODUCTS)
+                row.update(workload=workload, threads=threads, base=PRODUCTS)
+                report.append(row)
+                print(
+                    f"{'  products alone':<27} {threads:>3} {peer:<11} "
+                    + (
+                        f"{row['chainrule_ms']:>7.3f} ms {row['peer_ms']:>6.3f} ms "
+                        f"{row['ratio']:>5.2f}x {row['iqr'][0]:>5.2f}-{row['iqr'][1]:<5.2f} "
+                        f"{row['series_medians'][0]:>5.2f}-{row['series_medians'][1]:<5.2f} "
+                        if row["clean_pairs"]
+                        else f"{'no clean pair':>54} "
+                    )
+                    + f"{row['clean_pairs']}/{row['pairs']:>}"
+                )
     loads = [
         b["other_cores"]
         for runs in results.values()
@@ -376,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         for blocks in one["rounds"]
         for b in blocks.values()
     ]
-    gaps = max(row["first_loss_gap"] for row in report)
+    gaps = max(row["first_loss_gap"] for row in report if "first_loss_gap" in row)
     print(
         "ratio: median over clean pairs of (peer's time per step / chainrule's); above 1 "
         "chainrule is faster. IQR: of those pairs; series: range of the per-series medians. "
