@@ -68,6 +68,35 @@ def test_a_non_finite_error_leaves_the_gradients_alone(monkeypatch):
     assert all(p.grad is None for p in model.parameters())
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_given_the_optimizer_the_step_also_updates(threads, monkeypatch):
+    """One shard: SGD.backward_step; two: the shards' gradients, then step(). Either way the
+    parameters after two steps are those of backward() then step() on the whole batch."""
+    from chainrule import optim
+
+    monkeypatch.setattr(threads_module, "MIN_SHARD", 1)
+    rng = np.random.default_rng(2)
+    batches = [(rng.random((6, 1, 28, 28)), rng.integers(0, 10, 6)) for _ in range(2)]
+    plain, split = _cnn64(), _cnn64()
+    plain_opt = optim.SGD(plain.parameters(), lr=0.1, momentum=0.9)
+    split_opt = optim.SGD(split.parameters(), lr=0.1, momentum=0.9)
+    with BatchThreads(split, split.parameters(), threads, split_opt) as step:
+        for x, y in batches:
+            plain_opt.zero_grad()
+            softmax_cross_entropy(plain(x), y).backward()
+            plain_opt.step()
+            split_opt.zero_grad()
+            step(x, y)
+    for a, b in zip(plain.parameters(), split.parameters(), strict=True):
+        np.testing.assert_allclose(b.data, a.data, rtol=1e-10, atol=1e-13)
+    with BatchThreads(split, split.parameters(), threads, split_opt) as step:  # not finite
+        before = [p.data.copy() for p in split.parameters()]
+        step(np.full((4, 1, 28, 28), np.nan), np.zeros(4, np.int64))
+        assert all((p.data == b).all() for p, b in zip(split.parameters(), before, strict=True))
+    with pytest.raises(ValueError, match="exactly the given params"):
+        BatchThreads(split, split.parameters()[1:], threads, split_opt)
+
+
 def test_threads_must_be_a_positive_whole_number():
     model = models.mlp(hidden=4)
     for bad in (0, -1, 1.5, True):
