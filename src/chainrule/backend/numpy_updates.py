@@ -288,29 +288,14 @@ def _gemm_into(c: np.ndarray, p: Product, beta: float) -> bool:
     """c <- beta c + A B by one ?gemm of NumPy's OpenBLAS; False (c untouched) where it cannot
     run: another build of NumPy, another dtype, a strided operand, an empty side."""
     a, b = p.a, p.b
-    if c.dtype != a.dtype or not c.flags.c_contiguous or c.shape != p.shape or 0 in a.shape:
-        return False
-    blas = _blas(c.dtype)
-    ta, tb = _operand(a), _operand(b)
-    if blas is None or ta is None or tb is None or 0 in c.shape:
-        return False
     (m, k), n = a.shape, b.shape[1]
-    blas[2](
-        ROW_MAJOR,
-        ta[0],
-        tb[0],
-        m,
-        n,
-        k,
-        1.0,
-        a.ctypes.data,
-        ta[1],
-        b.ctypes.data,
-        tb[1],
-        beta,
-        c.ctypes.data,
-        n,
-    )
+    if c.dtype != a.dtype or not c.flags.c_contiguous or c.shape != (m, n) or 0 in (m, n, k):
+        return False
+    blas, ta, tb = _blas(c.dtype), _operand(a), _operand(b)
+    if blas is None or ta is None or tb is None:
+        return False
+    A, B, C = a.ctypes.data, b.ctypes.data, c.ctypes.data
+    blas[2](ROW_MAJOR, ta[0], tb[0], m, n, k, 1.0, A, ta[1], B, tb[1], beta, C, n)
     return True
 
 
@@ -326,6 +311,8 @@ def momentum_into(velocity: np.ndarray | None, grad: Any, momentum: float) -> np
         if _gemm_into(v, grad, 0.0 if velocity is None else mu):
             return v
         grad = grad.value()
+        if velocity is None:  # a new array already
+            return np.ascontiguousarray(grad)
     if velocity is None:
         return np.array(grad, order="C")  # a copy: v must not share memory with de/dh
     if grad.shape != velocity.shape:
