@@ -1,14 +1,14 @@
 """One framework's side of ``bench_speed.py``: a long-lived process that times blocks of steps.
 
-    python benchmarks/_speed_worker.py chainrule|torch|products WORKLOAD THREADS DIR
+    python benchmarks/_speed_worker.py chainrule|torch|numpy|products WORKLOAD THREADS DIR
 
 Started by ``bench_speed.py`` (never by hand), with the thread and allocator variables already
 in its environment. It imports NumPy and exactly one framework (``chainrule`` or ``torch``,
-never both; ``products``, the MLP step's matrix products alone, imports neither), reads the
-initial weights (``DIR/WORKLOAD-weights.npz``) and the mini-batches
-(``DIR/WORKLOAD-x.npy``, ``DIR/WORKLOAD-y.npy``) that the parent wrote, takes the first steps
-from those weights (their losses go back to the parent, which compares the frameworks), warms
-up, and then answers one JSON line per request line on stdin:
+never both; ``numpy``, the MLP step written out in NumPy, and ``products``, its matrix
+products alone, import neither), reads the initial weights (``DIR/WORKLOAD-weights.npz``) and
+the mini-batches (``DIR/WORKLOAD-x.npy``, ``DIR/WORKLOAD-y.npy``) that the parent wrote, takes
+the first steps from those weights (their losses go back to the parent, which compares the
+frameworks), warms up, and then answers one JSON line per request line on stdin:
 
     {"steps": n, "settle": s}   sleep s seconds (the other worker's idle threads go to sleep),
                                 one untimed step (this worker's threads wake), then n timed steps;
@@ -128,6 +128,54 @@ def build_products(workload: str, weights: dict[str, np.ndarray], threads: int) 
     return step, lambda a: a, lambda loss: float("nan")
 
 
+def build_numpy(workload: str, weights: dict[str, np.ndarray], threads: int) -> Built:
+    """The MLP step written out in NumPy, no engine: the same operations as chainrule's step
+    (products called the same way, the fused softmax cross-entropy, the momentum computed into
+    v by one GEMM and the weights updated by axpy, through chainrule's backend module loaded
+    on its own, so the ``chainrule`` package is never imported). What is left between this and
+    chainrule's step is the engine's cost; this against the peer bounds any NumPy framework
+    that does not beat these kernels."""
+    if workload != "mlp":
+        raise SystemExit(f"plain NumPy: only the mlp workload, not {workload!r}")
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "src/chainrule/backend/numpy_updates.py"
+    spec = importlib.util.spec_from_file_location("_plain_numpy_updates", path)
+    assert spec is not None and spec.loader is not None
+    updates = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(updates)
+    params = [weights[k] for k in ("1.weight", "1.bias", "3.weight", "3.bias")]
+    w1, b1, w2, b2 = params
+    velocity: list[Any] = [None] * 4
+    mu = MOMENTUM[workload]
+
+    def step(x, y):
+        x = x.reshape(len(x), -1)
+        rows = np.arange(len(y))
+        h = (w1 @ x.T).T
+        h += b1
+        r = np.maximum(h, 0)
+        z = (w2 @ r.T).T
+        z += b2
+        z -= z.max(axis=1, keepdims=True)
+        z_true = z[rows, y]
+        e = np.exp(z, out=z)
+        total = e.sum(axis=1, keepdims=True)
+        loss = -np.mean(z_true - np.log(total[:, 0]))
+        e /= total  # p
+        g = e * (1 / len(y))
+        g[rows, y] -= 1 / len(y)  # de/dz = (p - onehot) / N
+        dr = (w2.T @ g.T).T
+        dh = dr * (h > 0)
+        grads = [updates.Product(dh.T, x), dh.sum(axis=0), updates.Product(g.T, r), g.sum(axis=0)]
+        for i, (h_i, g_i) in enumerate(zip(params, grads, strict=True)):
+            velocity[i] = updates.momentum_into(velocity[i], g_i, mu)
+            updates.sgd_apply(h_i, velocity[i], LR)
+        return loss
+
+    return step, lambda a: a, float
+
+
 def build_torch(workload: str, weights: dict[str, np.ndarray], threads: int) -> Built:
     import torch
 
@@ -167,8 +215,10 @@ def main(argv: list[str]) -> int:
         step, convert, value = build_torch(workload, weights, threads)
     elif framework == "products":
         step, convert, value = build_products(workload, weights, threads)
+    elif framework == "numpy":
+        step, convert, value = build_numpy(workload, weights, threads)
     else:
-        raise SystemExit(f"unknown framework {framework!r}: chainrule, torch or products")
+        raise SystemExit(f"unknown framework {framework!r}: chainrule, torch, numpy or products")
     batches = [(convert(x), convert(y)) for x, y in zip(xs, ys, strict=True)]
     losses = [value(step(*batches[k])) for k in range(FIRST_STEPS)]
     k, end = FIRST_STEPS, time.perf_counter() + WARMUP_S

@@ -65,7 +65,8 @@ ALLOCATOR_ENV = {
     "MALLOC_TRIM_THRESHOLD_": str(512 * 1024 * 1024),
 }
 PEERS = {"torch": {}, "torch+alloc": ALLOCATOR_ENV}
-PRODUCTS = "products"  # --floor: the MLP step's matrix products alone (_speed_worker.py)
+#: --floor: workers that bound the MLP's ratio (_speed_worker.py), with their table labels
+FLOORS = {"numpy": "  in plain NumPy", "products": "  products alone"}
 THREAD_ENV = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
 
 # name -> (what one step is, batch, [(parameter prefix, weight shape)])
@@ -159,7 +160,7 @@ class Worker:
         )
         self.ready = self._answer()
         own = self.ready["modules"]
-        if own != ([] if framework == PRODUCTS else [framework]):
+        if own != ([] if framework in FLOORS else [framework]):
             raise RuntimeError(f"the {framework} worker imported {own}, not only {framework}")
 
     def _answer(self) -> dict:
@@ -185,14 +186,14 @@ class Worker:
 
 def run_series(workload: str, threads: int, peers: list[str], folder: Path, args) -> dict:
     """One series: fresh workers for chainrule and each peer, ``args.rounds`` rounds of blocks."""
-    names = ["chainrule", *peers, *([PRODUCTS] if args.floor and workload == "mlp" else [])]
+    names = ["chainrule", *peers, *(FLOORS if args.floor and workload == "mlp" else [])]
     workers: dict[str, Worker] = {}
     try:
         for name in names:  # one after another: start-up and warm-up compete with nothing
-            framework = name if name in ("chainrule", PRODUCTS) else "torch"
+            framework = "torch" if name in PEERS else name
             workers[name] = Worker(framework, workload, threads, folder, PEERS.get(name, {}))
-        losses = {n: w.ready["losses"] for n, w in workers.items() if n != PRODUCTS}
-        for peer in peers:  # the same work, or no comparison at all
+        losses = {n: w.ready["losses"] for n, w in workers.items() if n != "products"}
+        for peer in losses.keys() - {"chainrule"}:  # the same work, or no comparison at all
             gap = max(abs(a - b) for a, b in zip(losses["chainrule"], losses[peer], strict=True))
             if not gap <= args.loss_tol:
                 raise SystemExit(
@@ -307,8 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--floor",
         action="store_true",
-        help="also time the MLP step's matrix products alone, in a worker of their own: "
-        "peer / products bounds the ratio any step built on NumPy's BLAS could reach",
+        help="also time the MLP step written out in plain NumPy and its matrix products "
+        "alone, each in a worker of its own: the ratios any framework on NumPy could reach",
     )
     p.add_argument("--json", metavar="PATH", help="also write every block's numbers here")
     p.add_argument("--quick", action="store_true", help="1 series, 3 rounds, 0.1 s blocks")
@@ -357,41 +358,36 @@ def main(argv: list[str] | None = None) -> int:
     print(head)
     print("-" * len(head))
     report = []
+
+    def show(label: str, threads: int, peer: str, row: dict) -> None:
+        count = f"{row['clean_pairs']}/{row['pairs']}"
+        if not row["clean_pairs"]:
+            print(f"{label:<27} {threads:>3} {peer:<11} {'no clean pair':>54} {count:>11}")
+            return
+        (lo, hi), (slo, shi) = row["iqr"], row["series_medians"]
+        print(
+            f"{label:<27} {threads:>3} {peer:<11} {row['chainrule_ms']:>7.3f} ms "
+            f"{row['peer_ms']:>6.3f} ms {row['ratio']:>5.2f}x {lo:>5.2f}-{hi:<5.2f} "
+            f"{slo:>5.2f}-{shi:<5.2f} {count:>11}"
+        )
+
     for (workload, threads), series in results.items():
         for peer in args.peers:
             row = summarize(series, peer, args.quiet)
             row.update(workload=workload, threads=threads, first_loss_gap=loss_gap(series, peer))
             report.append(row)
-            what = WORKLOADS[workload][0]
-            count = f"{row['clean_pairs']}/{row['pairs']}"
-            if not row["clean_pairs"]:
-                print(f"{what:<27} {threads:>3} {peer:<11} {'no clean pair':>54} {count:>11}")
-            else:
-                lo, hi = row["iqr"]
-                slo, shi = row["series_medians"]
-                print(
-                    f"{what:<27} {threads:>3} {peer:<11} {row['chainrule_ms']:>7.3f} ms "
-                    f"{row['peer_ms']:>6.3f} ms {row['ratio']:>5.2f}x {lo:>5.2f}-{hi:<5.2f} "
-                    f"{slo:>5.2f}-{shi:<5.2f} {count:>11}"
-                )
+            show(WORKLOADS[workload][0], threads, peer, row)
             if args.verbose:
                 print(f"{'':<42} (all pairs, noisy ones too: {row['all_pairs_ratio']:.2f}x)")
-        if PRODUCTS in series[0]["rounds"][0]:
-            for peer in args.peers:
-                row = summarize(series, peer, args.quiet, base=PRODUCTS)
-                row.update(workload=workload, threads=threads, base=PRODUCTS)
-                report.append(row)
-                print(
-                    f"{'  products alone':<27} {threads:>3} {peer:<11} "
-                    + (
-                        f"{row['chainrule_ms']:>7.3f} ms {row['peer_ms']:>6.3f} ms "
-                        f"{row['ratio']:>5.2f}x {row['iqr'][0]:>5.2f}-{row['iqr'][1]:<5.2f} "
-                        f"{row['series_medians'][0]:>5.2f}-{row['series_medians'][1]:<5.2f} "
-                        if row["clean_pairs"]
-                        else f"{'no clean pair':>54} "
-                    )
-                    + f"{row['clean_pairs']}/{row['pairs']:>}"
-                )
+        for floor, label in FLOORS.items():
+            if floor in series[0]["rounds"][0]:
+                for peer in args.peers:
+                    row = summarize(series, peer, args.quiet, base=floor)
+                    row.update(workload=workload, threads=threads, base=floor)
+                    if floor != "products":  # the plain NumPy step computes the same losses
+                        row["first_loss_gap"] = loss_gap(series, floor)
+                    report.append(row)
+                    show(label, threads, peer, row)
     loads = [
         b["other_cores"]
         for runs in results.values()
@@ -400,6 +396,13 @@ def main(argv: list[str] | None = None) -> int:
         for b in blocks.values()
     ]
     gaps = max(row["first_loss_gap"] for row in report if "first_loss_gap" in row)
+    if args.floor:
+        print(
+            "floors (--floor, the MLP): 'in plain NumPy' is the same step written out in NumPy "
+            "without the engine (its first losses are checked too), 'products alone' its five "
+            "matrix products; their 'chainrule' column is theirs, and the ratio is the peer's "
+            "time over theirs: what any framework on these kernels could reach."
+        )
     print(
         "ratio: median over clean pairs of (peer's time per step / chainrule's); above 1 "
         "chainrule is faster. IQR: of those pairs; series: range of the per-series medians. "
