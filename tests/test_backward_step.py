@@ -75,19 +75,26 @@ def test_float32_backward_step_agrees_to_rounding():
 
 
 def test_the_linear_weight_gradient_is_computed_into_the_velocity(monkeypatch):
-    """One GEMM per linear weight and step (beta 0 at the first step, then mu)."""
+    """One GEMM per large linear weight and step (beta 0 at the first step, then mu); the
+    10 x 96 weight's product is left to NumPy (fewer than BLAS_MIN numbers)."""
     if updates._blas(np.dtype(np.float64)) is None:
         pytest.skip("this NumPy has no bundled OpenBLAS: the products are computed in NumPy")
     betas = []
     real = updates._gemm_into
 
     def spy(c, p, beta):
-        betas.append((c.shape, beta))
-        return real(c, p, beta)
+        done = real(c, p, beta)
+        betas.append((c.shape, beta, done))
+        return done
 
     monkeypatch.setattr(updates, "_gemm_into", spy)
     _train(_mlp(), True, steps=2)
-    assert betas == [((10, 96), 0.0), ((96, 784), 0.0), ((10, 96), 0.9), ((96, 784), 0.9)]
+    assert betas == [
+        ((10, 96), 0.0, False),
+        ((96, 784), 0.0, True),
+        ((10, 96), 0.9, False),
+        ((96, 784), 0.9, True),
+    ]
 
 
 @pytest.mark.parametrize("settings", [{"nesterov": True}, {"momentum": 0.0}])
@@ -164,9 +171,12 @@ def test_a_product_added_to_anything_is_its_value():
 
 
 @pytest.mark.parametrize("layout", ["C", "F", "strided"])
-def test_momentum_into_a_product_in_every_layout(layout):
-    """The GEMM reads C- and F-ordered operands; a strided one is multiplied by NumPy first.
-    A new velocity (beta 0) never reads its uninitialised memory: NaN there stays out."""
+def test_momentum_into_a_product_in_every_layout(layout, monkeypatch):
+    """The GEMM reads C- and F-ordered operands; a strided one is multiplied by NumPy first."""
+    monkeypatch.setattr(updates, "BLAS_MIN", 1)  # small arrays through the GEMM
+    calls = []
+    real = updates._gemm_into
+    monkeypatch.setattr(updates, "_gemm_into", lambda *a: calls.append(real(*a)) or calls[-1])
     rng = np.random.default_rng(8)
     a, b = rng.standard_normal((6, 9)), rng.standard_normal((9, 7))
     if layout == "F":
@@ -177,12 +187,26 @@ def test_momentum_into_a_product_in_every_layout(layout):
     want = 0.9 * v + a @ b
     got = momentum_into(v.copy(), Product(a, b), 0.9)
     np.testing.assert_allclose(got, want, rtol=1e-13)
-    nan = np.full((6, 7), np.nan)
-    assert updates._gemm_into(nan, Product(np.ascontiguousarray(a), b), 0.0) or layout != "C"
-    if layout == "C":
-        np.testing.assert_allclose(nan, a @ b, rtol=1e-13)
     fresh = momentum_into(None, Product(a, b), 0.9)
     np.testing.assert_allclose(fresh, a @ b, rtol=1e-13)
+    if updates._blas(np.dtype(np.float64)) is not None:
+        assert calls == [layout != "strided"] * 2  # the GEMM ran, or NumPy for a strided A
+
+
+def test_the_gemm_never_reads_a_new_velocity(monkeypatch):
+    """beta 0 for a new v: NaN left in its uninitialised memory stays out of the result."""
+    if updates._blas(np.dtype(np.float64)) is None:
+        pytest.skip("this NumPy has no bundled OpenBLAS")
+    monkeypatch.setattr(updates, "BLAS_MIN", 1)  # a small product through the GEMM too
+    rng = np.random.default_rng(9)
+    a, b = rng.standard_normal((6, 9)), np.asfortranarray(rng.standard_normal((9, 7)))
+    nan = np.full((6, 7), np.nan)
+    assert updates._gemm_into(nan, Product(a, b), 0.0)
+    np.testing.assert_allclose(nan, a @ b, rtol=1e-13)
+    v = rng.standard_normal((6, 7))
+    want = 0.5 * v + a @ b
+    assert updates._gemm_into(v, Product(a.T.copy().T, b), 0.5)  # F-ordered A
+    np.testing.assert_allclose(v, want, rtol=1e-13)
 
 
 def test_the_trainer_steps_through_backward_step_in_one_process(monkeypatch):

@@ -17,7 +17,9 @@ names of this package, which :func:`set_backend` rebinds together:
     fused first-order vector-Jacobian products by rule name (the one documented hook):
     when ``create_graph`` is off the engine calls ``fast_vjps[name](g, out, *inputs,
     needs=..., **params)`` instead of the rule's own (differentiable) vjps. Each one is
-    tested to agree with the rule's vjps (tests/test_backend.py).
+    tested to agree with the rule's vjps (tests/test_backend.py). One marked ``defers``
+    (linear's) also takes ``defer=``: the inputs whose gradient may come back as a deferred
+    product, for a leaf whose gradient has a destination (``SGD.backward_step``).
 
 NumPy stays the default and the fast path; ``set_backend(array_api_strict)`` or
 ``set_backend(array_api_compat.torch)`` runs the same engine and rules on other arrays.

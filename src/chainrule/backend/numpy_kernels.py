@@ -134,11 +134,12 @@ def _linear_vjp(g, out, x, w, b=None, needs=(), defer=()):
     to compute (the engine asks for it when one is waiting: ``SGD.backward_step``)."""
     if x.ndim != 2:
         return NotImplemented
+    dw = None
     if needs[1]:
         dw = Product(g.T, x) if defer and defer[1] and g.dtype == x.dtype else g.T @ x
     return (
         (w.T @ g.T).T if needs[0] else None,  # G H, in the layout of the forward pass
-        dw if needs[1] else None,
+        dw,
         g.sum(axis=0) if len(needs) > 2 and needs[2] else None,  # summed over the batch here
     )
 

@@ -286,10 +286,14 @@ def _operand(a: np.ndarray) -> tuple[int, int] | None:
 
 def _gemm_into(c: np.ndarray, p: Product, beta: float) -> bool:
     """c <- beta c + A B by one ?gemm of NumPy's OpenBLAS; False (c untouched) where it cannot
-    run: another build of NumPy, another dtype, a strided operand, an empty side."""
+    or need not run: another build of NumPy, another dtype, a strided operand, an empty side,
+    a result of fewer than :data:`BLAS_MIN` numbers (NumPy's product then costs less than the
+    ctypes call)."""
     a, b = p.a, p.b
     (m, k), n = a.shape, b.shape[1]
     if c.dtype != a.dtype or not c.flags.c_contiguous or c.shape != (m, n) or 0 in (m, n, k):
+        return False
+    if m * n < BLAS_MIN:
         return False
     blas, ta, tb = _blas(c.dtype), _operand(a), _operand(b)
     if blas is None or ta is None or tb is None:

@@ -216,8 +216,7 @@ def momentum_into(velocity, grad, momentum):
 
 
 def sgd_apply(param, velocity, lr, weight_decay=0.0):
-    """v += wd h ; h <- h - lr v, h in place (v too when it can be written: it is returned by
-    momentum_into, so the caller keeps the new one)."""
+    """v += wd h ; h <- h - lr v, both in place (v is the optimiser's own array)."""
     if weight_decay:
         velocity[...] = velocity + weight_decay * param
     param[...] = param - lr * velocity
