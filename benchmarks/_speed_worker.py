@@ -146,6 +146,8 @@ def build_numpy(workload: str, weights: dict[str, np.ndarray], threads: int) -> 
     spec.loader.exec_module(updates)
     params = [weights[k] for k in ("1.weight", "1.bias", "3.weight", "3.bias")]
     w1, b1, w2, b2 = params
+    if w1.shape[1] != 784 or w2.shape[1] != w1.shape[0]:
+        raise SystemExit(f"plain NumPy: a 784-H-10 MLP, got {w1.shape} and {w2.shape}")
     velocity: list[Any] = [None] * 4
     mu = MOMENTUM[workload]
 
@@ -157,6 +159,7 @@ def build_numpy(workload: str, weights: dict[str, np.ndarray], threads: int) -> 
         r = np.maximum(h, 0)
         z = (w2 @ r.T).T
         z += b2
+        step.correct = int(np.count_nonzero(z.argmax(axis=1) == y))  # as chainrule train counts
         z -= z.max(axis=1, keepdims=True)
         z_true = z[rows, y]
         e = np.exp(z, out=z)

@@ -1,0 +1,113 @@
+"""What chainrule's engine costs in a training step: its MLP step against the same step in NumPy.
+
+    python benchmarks/bench_engine_cost.py                  # 784-800-10, batch 128, 1 and 2 threads
+    python benchmarks/bench_engine_cost.py --hidden 8 --batch 2    # almost only the overhead
+
+The step is `chainrule train`'s in one process (BatchThreads with the optimizer: forward,
+softmax cross-entropy, the accuracy count, back propagation with SGD's momentum folded in,
+lr 0.01, momentum 0.9); the plain step is ``_speed_worker.build_numpy``'s, the same operations
+on the same kernels written out in NumPy (``bench_speed.py --floor`` times it against PyTorch).
+Both run in one process per thread count (NumPy is all they share: the engine is the only
+difference), alternating step by step over the same MNIST test batches from the same weights,
+after a warm-up; printed are the medians per step and their difference, the engine's cost. A
+block of steps during which other processes used the CPU is not detected here: run it on a
+quiet machine, and more than once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+CHILD = r"""
+import json, sys, time
+import numpy as np
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+import _speed_worker as worker
+import bench_speed
+from chainrule import models, optim
+from chainrule.backend import tune_allocator
+from chainrule.train.threads import BatchThreads
+
+hidden, batch, steps = (int(a) for a in sys.argv[3:6])
+tune_allocator()  # as chainrule train does; the plain step shares the process
+rng = np.random.default_rng(0)
+layers = [("1", (hidden, 784)), ("3", (10, hidden))]
+weights = bench_speed.initial_weights(layers, rng)
+images = bench_speed.mnist_test_images()
+if images is None:
+    xs = rng.random((16, batch, 1, 28, 28), dtype=np.float32)
+    ys = rng.integers(0, 10, (16, batch))
+else:
+    idx = rng.choice(len(images[1]), (16, batch), replace=False)
+    xs, ys = images[0][idx], images[1][idx]
+model = models.mlp(hidden=hidden)
+model.load_state_dict({k: v.copy() for k, v in weights.items()})
+opt = optim.SGD(model.parameters(), lr=worker.LR, momentum=0.9)
+split = BatchThreads(model, opt.params, 1, opt)
+plain, _, _ = worker.build_numpy("mlp", {k: v.copy() for k, v in weights.items()}, 1)
+
+def chainrule_step(k):
+    opt.zero_grad()
+    return split(xs[k % 16], ys[k % 16])[0] / batch
+
+def plain_step(k):
+    return float(plain(xs[k % 16], ys[k % 16]))
+
+first = [(chainrule_step(k), plain_step(k)) for k in range(3)]
+for k in range(3, 40):
+    chainrule_step(k), plain_step(k)
+times = {"chainrule": [], "numpy": []}
+for k in range(40, 40 + steps):
+    for name, f in (("chainrule", chainrule_step), ("numpy", plain_step)):
+        t = time.perf_counter()
+        f(k)
+        times[name].append(time.perf_counter() - t)
+print(json.dumps({"first": first, "times": times}))
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--hidden", type=int, default=800, help="hidden width (default 800)")
+    p.add_argument("--batch", type=int, default=128, help="batch size (default 128)")
+    p.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="default: 1 2")
+    p.add_argument("--steps", type=int, default=400, help="steps of each, alternating (400)")
+    args = p.parse_args(argv)
+    if min(args.hidden, args.batch, args.steps, *args.threads) < 1:
+        p.error("--hidden, --batch, --steps and --threads must be >= 1")
+    print(
+        f"MLP 784-{args.hidden}-10, batch {args.batch}: chainrule's step and the same step in "
+        f"plain NumPy, alternating, {args.steps} each; load average {os.getloadavg()[0]:.2f}"
+    )
+    for threads in args.threads:
+        env = dict(os.environ)
+        env.update({v: str(threads) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")})
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, str(HERE), str(HERE.parent / "src")]
+            + [str(args.hidden), str(args.batch), str(args.steps)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        gap = max(abs(a - b) for a, b in result["first"])
+        ours, plain = (statistics.median(result["times"][n]) * 1e6 for n in ("chainrule", "numpy"))
+        print(
+            f"  {threads} thread(s): chainrule {ours:9.1f} us, plain NumPy {plain:9.1f} us, "
+            f"engine {ours - plain:8.1f} us per step ({(ours - plain) / ours:.0%}); "
+            f"first losses agree within {gap:.1e}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
