@@ -204,16 +204,13 @@ def sgd_update(
     if not nesterov and param.size >= BLAS_MIN:
         blas = _level1(param, grad, *((velocity,) if mu else ()))
         if blas is not None:
-            axpby, axpy = blas
-            n, h, g = param.size, param.ctypes.data, grad.ctypes.data
             if not mu:  # h <- (1 - lr wd) h - lr g
-                axpby(n, -lr, g, 1, 1.0 - lr * wd, h, 1)
+                blas[0](param.size, -lr, grad.ctypes.data, 1, 1.0 - lr * wd, param.ctypes.data, 1)
                 return None
-            v = velocity.ctypes.data  # type: ignore[union-attr]
-            axpby(n, 1.0, g, 1, mu, v, 1)  # v <- mu v + g
-            if wd:
-                axpy(n, wd, h, 1, v, 1)  # v += wd h
-            axpy(n, -lr, v, 1, h, 1)  # h <- h - lr v
+            # the same BLAS calls as SGD.backward_step's two halves: v <- mu v + g (axpby),
+            # then v += wd h and h <- h - lr v (axpy)
+            velocity = momentum_into(velocity, grad, mu)
+            sgd_apply(param, velocity, lr, wd)
             return velocity
     if param.size <= SMALL and _plain(param, grad, velocity):
         return _sgd_small(param, grad, velocity, lr, mu, nesterov, wd)

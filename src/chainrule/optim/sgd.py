@@ -47,13 +47,17 @@ class SGD(Optimizer):
         return self.state["velocity"]
 
     def step(self) -> None:
-        v = self.velocity
         for i, h in enumerate(self.params):
-            if h.grad is not None:  # v <- mu v + (de/dh + wd h) ;  h <- h - lr v
-                v[i] = B.kernels.sgd_update(
-                    h.data, h.grad, v[i], self.lr, self.momentum, self.nesterov, self.weight_decay
-                )
+            if h.grad is not None:
+                self._update(i, h)
         self.steps += 1
+
+    def _update(self, i: int, h: Tensor) -> None:
+        """v <- mu v + (de/dh + wd h) ;  h <- h - lr v, from ``h.grad``."""
+        v = self.velocity
+        v[i] = B.kernels.sgd_update(
+            h.data, h.grad, v[i], self.lr, self.momentum, self.nesterov, self.weight_decay
+        )
 
     def backward_step(self, loss: Tensor) -> None:
         """``loss.backward()`` then :meth:`step`, the same update, with v <- mu v + de/dh done
@@ -84,7 +88,5 @@ class SGD(Optimizer):
             B.kernels.sgd_apply(self.params[i].data, v[i], self.lr, self.weight_decay)
         for i, h in enumerate(self.params):  # those that had a .grad: the two-call step
             if id(h) not in sinks and h.grad is not None:
-                v[i] = B.kernels.sgd_update(
-                    h.data, h.grad, v[i], self.lr, mu, self.nesterov, self.weight_decay
-                )
+                self._update(i, h)
         self.steps += 1
