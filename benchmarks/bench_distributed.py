@@ -97,6 +97,24 @@ def initial_weights(model: str, seed: int = 0) -> dict:
     return draw(WORKLOADS["mlp" if model == "mlp" else "lenet"][2], np.random.default_rng(seed))
 
 
+def report(
+    batch: int, steps: int, wall: float, first: float, busy: float, own: float, **extra: float
+) -> None:
+    """A worker's JSON line: throughput, the first loss, the CPU shares (``busy``: the whole
+    machine's CPU seconds during the block, ``own``: the set-up's own), the modules it loaded."""
+    cpus = os.cpu_count() or 1
+    line = {
+        "samples_per_s": batch * steps / wall,
+        "ms_per_step": 1e3 * wall / steps,
+        "steps": steps,
+        "first_loss": first,
+        "other_cpu_share": max(0.0, busy - own) / (cpus * wall),
+        "own_cpu_share": own / (cpus * wall),
+        "modules": sorted(m for m in ("chainrule", "torch") if m in sys.modules),
+    }
+    print(json.dumps({**line, **extra}), flush=True)
+
+
 def torch_worker(args: argparse.Namespace) -> None:
     """The PyTorch set-up: the same block of steps in a process without chainrule."""
     import _torch_nets
@@ -131,21 +149,7 @@ def torch_worker(args: argparse.Namespace) -> None:
         machine_busy_seconds() - busy0,
         own_cpu_seconds() - own0,
     )
-    cpus = os.cpu_count() or 1
-    print(
-        json.dumps(
-            {
-                "samples_per_s": args.batch * steps / wall,
-                "ms_per_step": 1e3 * wall / steps,
-                "steps": steps,
-                "first_loss": first,
-                "other_cpu_share": max(0.0, busy - own) / (cpus * wall),
-                "own_cpu_share": own / (cpus * wall),
-                "modules": sorted(m for m in ("chainrule", "torch") if m in sys.modules),
-            }
-        ),
-        flush=True,
-    )
+    report(args.batch, steps, wall, first, busy, own)
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -219,24 +223,16 @@ def worker(args: argparse.Namespace) -> None:
             times.append(time.perf_counter() - t1)
         alone = min(times)  # the best of 30: the link's speed, not the machine's other load
     if world.is_root:
-        cpus = os.cpu_count() or 1
-        other = max(0.0, busy - own_all)
-        print(
-            json.dumps(
-                {
-                    "samples_per_s": args.batch * steps / wall,
-                    "ms_per_step": 1e3 * wall / steps,
-                    "steps": steps,
-                    "first_loss": first,
-                    "modules": sorted(m for m in ("chainrule", "torch") if m in sys.modules),
-                    "other_cpu_share": other / (cpus * wall),
-                    "own_cpu_share": own_all / (cpus * wall),
-                    "allreduce_ms_per_step": 1e3 * comm,
-                    "allreduce_alone_ms": 1e3 * alone,
-                    "buffer_bytes": int(world._buffer.nbytes) if world._buffer is not None else 0,
-                }
-            ),
-            flush=True,
+        report(
+            args.batch,
+            steps,
+            wall,
+            first,
+            busy,
+            own_all,
+            allreduce_ms_per_step=1e3 * comm,
+            allreduce_alone_ms=1e3 * alone,
+            buffer_bytes=int(world._buffer.nbytes) if world._buffer is not None else 0,
         )
 
 
