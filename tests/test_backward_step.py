@@ -227,3 +227,10 @@ def test_the_trainer_steps_through_backward_step_in_one_process(monkeypatch):
     opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     Trainer(model, opt, data, batch_size=16, progress=False, log=None).fit(1)
     assert len(calls) == 4  # every batch: 64 / 16
+
+
+def test_momentum_into_refuses_a_gradient_of_another_shape():
+    v = np.zeros((3, 4))
+    with pytest.raises(ValueError, match=r"de/dh has shape \(4, 3\), its momentum has \(3, 4\)"):
+        momentum_into(v, np.ones((4, 3)), 0.9)
+    assert not v.any()  # untouched
