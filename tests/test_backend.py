@@ -7,6 +7,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chainrule import backend
 from chainrule.backend import numpy_kernels as K
@@ -243,3 +245,112 @@ def test_conv2d_products_per_row_and_whole_agree(monkeypatch):
             results.append([y.data] + [t.grad for t in ts])
         for whole, per_row in zip(*results, strict=True):
             np.testing.assert_allclose(whole, per_row, rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------------- kernels that only change how NumPy runs
+
+
+_LAYOUTS = ["c", "f", "channels_last", "strided", "broadcast"]
+
+
+def _laid_out(a: np.ndarray, layout: str) -> np.ndarray:
+    """The same numbers as ``a`` in another memory layout."""
+    if layout == "f":
+        return np.asfortranarray(a)
+    if layout == "channels_last" and a.ndim:  # a permuted view of C memory, as conv returns
+        axes = tuple(range(1, a.ndim)) + (0,)
+        return np.ascontiguousarray(a.transpose(axes)).transpose(np.argsort(axes))
+    if layout == "strided" and a.ndim:
+        big = np.repeat(a[..., None], 2, axis=-1)
+        return big[..., 0]
+    if layout == "broadcast" and a.ndim:
+        return np.broadcast_to(a[:1], a.shape)
+    return a
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 40), min_size=0, max_size=4).map(tuple),
+    dtype=st.sampled_from(["float32", "float64", "float16", "int64"]),
+    layout=st.sampled_from(_LAYOUTS),
+    seed=st.integers(0, 2**16),
+)
+def test_relu_kernel_is_maximum_against_zero_bit_for_bit(shape, dtype, layout, seed):
+    """K.relu: max(x, 0) exactly as NumPy's maximum(x, 0) computes it (signed zeros, NaN,
+    infinities, any dtype and memory layout), only faster; the output is laid out like x."""
+    rng = np.random.default_rng(seed)
+    a = (rng.standard_normal(shape) * 3).astype(dtype)
+    if a.size and a.dtype.kind == "f":
+        special = np.array([-0.0, 0.0, np.nan, -np.inf, np.inf, -1e-30], dtype=dtype)
+        flat = a.reshape(-1)
+        picks = rng.integers(0, a.size, size=min(a.size, 12))
+        flat[picks] = rng.choice(special, size=picks.size)
+    x = _laid_out(a, layout)
+    want, got = np.maximum(x, 0), K.relu(x)
+    assert type(got) is type(want) and got.dtype == want.dtype and got.shape == want.shape
+    assert np.ascontiguousarray(got).tobytes() == np.ascontiguousarray(want).tobytes()
+    if x.ndim and layout in ("c", "f", "channels_last"):
+        assert got.strides == np.empty_like(x).strides  # laid out like x
+
+
+def test_relu_rule_runs_the_kernel():
+    x = np.random.default_rng(2).standard_normal((300, 7))
+    x[0, :3] = [-0.0, np.nan, 0.0]
+    y = cr.relu(cr.tensor(x)).data
+    assert y.tobytes() == np.maximum(x, 0).tobytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(1, 300),
+    cols=st.integers(1, 300),
+    axis=st.sampled_from([0, 1, -1]),
+    dtype=st.sampled_from(["float32", "float64"]),
+    layout=st.sampled_from(["c", "f", "strided"]),
+    seed=st.integers(0, 2**16),
+)
+def test_batch_sum_is_the_sum_over_the_axis(rows, cols, axis, dtype, layout, seed):
+    """K._batch_sum (the bias's gradient): the sum along the axis in any layout, to rounding
+    (a product with ones where the axis is contiguous, NumPy's sum elsewhere)."""
+    g = _laid_out(np.random.default_rng(seed).standard_normal((rows, cols)).astype(dtype), layout)
+    got = K._batch_sum(g, axis)
+    exact = g.astype(np.float64).sum(axis=axis)
+    assert got.dtype == g.dtype and got.shape == exact.shape
+    tol = 1e-12 if dtype == "float64" else 2e-6
+    scale = np.abs(g).astype(np.float64).sum(axis=axis)
+    assert np.all(np.abs(got - exact) <= tol * scale + 1e-30)
+
+
+def test_bias_gradient_of_a_batch_in_the_products_layout_agrees_with_the_rule():
+    """linear's and affine's fused vjps take the product with ones for a contiguous batch axis
+    (the layouts they produce); their bias gradient is the rule's, for a random cotangent."""
+    rng = np.random.default_rng(4)
+    x, w, b = rng.standard_normal((128, 50)), rng.standard_normal((64, 50)), rng.standard_normal(64)
+    g = np.asfortranarray(rng.standard_normal((128, 64)))  # N x out view of out x N memory
+    assert g.strides[0] == g.itemsize and g.size >= 4096  # the product-with-ones branch
+    _, _, db = backend.fast_vjps["linear"](g, None, x, w, b, needs=(True, True, True))
+    rule_db = np.asarray(cr.RULES["linear"].vjps[2](g, None, x, w, b))
+    rule_db = cr.engine.sum_to_shape(rule_db, b.shape)
+    np.testing.assert_allclose(db, rule_db, rtol=1e-12)
+    ga = np.ascontiguousarray(g.T)  # affine: out x N
+    _, _, db = backend.fast_vjps["affine"](ga, None, w, x.T, b, needs=(True, True, True))
+    np.testing.assert_allclose(db, g.sum(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("n", [1, 5, 128])
+def test_softmax_cross_entropy_kernel_is_the_mean_of_minus_log_softmax(dtype, n):
+    """The kernel's ufunc reductions give, bit for bit, the numbers of the formula written
+    with max, sum and mean: -mean(z[k*] - log sum exp z), z = logits - max, p = exp z / sum."""
+    rng = np.random.default_rng(n)
+    logits = (rng.standard_normal((n, 10)) * 4).astype(dtype)
+    labels = rng.integers(0, 10, n)
+    rows = np.arange(n)
+    z = logits - np.max(logits, axis=-1, keepdims=True)
+    total = np.exp(z).sum(axis=-1, keepdims=True)
+    want_loss = -np.mean(z[rows, labels] - np.log(total[:, 0]))
+    loss, p = K.softmax_cross_entropy(logits.copy(), (rows, labels))
+    assert type(loss) is type(want_loss) and loss.tobytes() == want_loss.tobytes()
+    assert p.dtype == logits.dtype and p.tobytes() == (np.exp(z) / total).tobytes()
+    one, _ = K.softmax_cross_entropy(logits[0].copy(), (3,))  # one sample: M logits
+    assert one.tobytes() == (-(z[0, 3] - np.log(total[0, 0]))).tobytes()

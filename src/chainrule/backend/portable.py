@@ -184,6 +184,10 @@ def max_pool2d(x: Any, kernel: tuple[int, int], stride: int) -> tuple[Any, Any]:
     return xp.permute_dims(out, (3, 0, 1, 2)), xp.reshape(first, win.shape)
 
 
+def relu(x: Any) -> Any:
+    return xp.maximum(x, 0)
+
+
 def softmax_cross_entropy(logits: Any, index: Any) -> tuple[Any, Any]:
     z = logits - xp.max(logits, axis=-1, keepdims=True)
     logp = z - xp.log(xp.sum(xp.exp(z), axis=-1, keepdims=True))
