@@ -150,27 +150,29 @@ def build_numpy(workload: str, weights: dict[str, np.ndarray], threads: int) -> 
         raise SystemExit(f"plain NumPy: a 784-H-10 MLP, got {w1.shape} and {w2.shape}")
     velocity: list[Any] = [None] * 4
     mu = MOMENTUM[workload]
+    zero_row = np.zeros(256, dtype=w1.dtype)  # numpy_kernels.relu: maximum against a zero row
 
     def step(x, y):
         x = x.reshape(len(x), -1)
         rows = np.arange(len(y))
         h = (w1 @ x.T).T
         h += b1
-        r = np.maximum(h, 0)
+        r = np.maximum(h.T.reshape(-1, 256), zero_row).reshape(h.T.shape).T  # h: F-ordered
         z = (w2 @ r.T).T
         z += b2
         step.correct = int(np.count_nonzero(z.argmax(axis=1) == y))  # as chainrule train counts
-        z -= z.max(axis=1, keepdims=True)
+        z -= np.maximum.reduce(z, axis=1, keepdims=True)
         z_true = z[rows, y]
         e = np.exp(z, out=z)
-        total = e.sum(axis=1, keepdims=True)
-        loss = -np.mean(z_true - np.log(total[:, 0]))
+        total = np.add.reduce(e, axis=1, keepdims=True)
+        loss = -(np.add.reduce(z_true - np.log(total[:, 0])) / len(y))
         e /= total  # p
         g = e * (1 / len(y))
         g[rows, y] -= 1 / len(y)  # de/dz = (p - onehot) / N
         dr = (w2.T @ g.T).T
         dh = dr * (h > 0)
-        grads = [updates.Product(dh.T, x), dh.sum(axis=0), updates.Product(g.T, r), g.sum(axis=0)]
+        db1 = np.ones(len(y), dtype=dh.dtype) @ dh  # numpy_kernels._batch_sum
+        grads = [updates.Product(dh.T, x), db1, updates.Product(g.T, r), g.sum(axis=0)]
         for i, (h_i, g_i) in enumerate(zip(params, grads, strict=True)):
             velocity[i] = updates.momentum_into(velocity[i], g_i, mu)
             updates.sgd_apply(h_i, velocity[i], LR)

@@ -354,3 +354,27 @@ def test_softmax_cross_entropy_kernel_is_the_mean_of_minus_log_softmax(dtype, n)
     assert p.dtype == logits.dtype and p.tobytes() == (np.exp(z) / total).tobytes()
     one, _ = K.softmax_cross_entropy(logits[0].copy(), (3,))  # one sample: M logits
     assert one.tobytes() == (-(z[0, 3] - np.log(total[0, 0]))).tobytes()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    values=st.lists(st.integers(-300, 300), min_size=0, max_size=20),
+    dtype=st.sampled_from(["int8", "int16", "int32", "int64", "uint8", "uint16", "uint64"]),
+    m=st.integers(1, 300),
+)
+def test_labels_below_is_the_range_check(values, dtype, m):
+    """K.labels_below (one pass over unsigned views): every label in [0, m), as min and max say."""
+    info = np.iinfo(dtype)
+    a = np.array([v for v in values if info.min <= v <= info.max], dtype=dtype)
+    want = a.size == 0 or (int(a.min()) >= 0 and int(a.max()) < m)
+    assert K.labels_below(a, m) is want
+    if a.size:
+        assert K.labels_below(a[0], m) is (0 <= int(a[0]) < m)  # one sample: a 0-d array
+
+
+def test_labels_out_of_range_are_refused_with_their_range():
+    logits = cr.tensor(np.zeros((3, 4)), requires_grad=True)
+    for bad in ([0, -1, 2], [0, 4, 1], np.array([0, 1, -128], dtype=np.int8)):
+        with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\)"):
+            cr.softmax_cross_entropy(logits, np.asarray(bad))
+    cr.softmax_cross_entropy(logits, np.array([0, 3, 1], dtype=np.uint8))  # accepted

@@ -86,6 +86,10 @@ def getitem(x: Any, index: Any) -> Any:
     return xp.reshape(picked, (*flat.shape, *rest))
 
 
+def labels_below(labels: Any, m: int) -> bool:
+    return labels.size == 0 or (int(xp.min(labels)) >= 0 and int(xp.max(labels)) < m)
+
+
 def scatter_add(g: Any, shape: tuple[int, ...], index: Any) -> Any:
     """zeros(shape) with g added at ``index``; integer-array indices add up where repeated."""
     if _is_basic(index):

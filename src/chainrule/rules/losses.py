@@ -51,7 +51,7 @@ def _check_labels(op, scores, labels):
         raise ShapeError(
             f"{op}: scores of shape {s} need labels of shape {want}, got {tuple(labels.shape)}"
         )
-    if math.prod(want) and (int(xp.min(labels)) < 0 or int(xp.max(labels)) >= s[-1]):
+    if not B.kernels.labels_below(labels, s[-1]):
         raise ValueError(
             f"{op}: labels must lie in [0, {s[-1]}), "
             f"got values from {int(xp.min(labels))} to {int(xp.max(labels))}"
