@@ -601,7 +601,10 @@ def _seed(out: Tensor, grad: Any) -> Any:
                 f"backward() needs grad= for a non-scalar output of shape {out.shape}: "
                 "pass de/d(output) of that shape, or reduce the output to a scalar first"
             )
-        return B.xp.ones_like(out.data)
+        data = out.data
+        if data.ndim == 0:  # a loss: one C-level call (ones_like is Python, and cold each step)
+            return B.xp.asarray(1, dtype=data.dtype)
+        return B.xp.ones_like(data)
     g = grad.data if isinstance(grad, Tensor) else B.xp.asarray(grad, dtype=out.dtype)
     if tuple(g.shape) != out.shape:
         raise ShapeError(
