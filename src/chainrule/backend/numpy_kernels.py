@@ -96,10 +96,13 @@ def getitem(x: Any, index: Any) -> Any:
 
 def labels_below(labels: Any, m: int) -> bool:
     """Whether every integer label lies in [0, m), in one pass: signed labels are read as
-    unsigned, so a negative one is a huge number (min and max would take two)."""
+    unsigned, so a negative one becomes at least 2^(bits - 1) (min and max would take two).
+    That holds only while m <= 2^(bits - 1); a larger m (int8 labels, 200 classes) takes both."""
     if labels.size == 0:
         return True
     if labels.dtype.kind == "i":
+        if m > 2 ** (8 * labels.dtype.itemsize - 1):
+            return int(xp.min(labels)) >= 0 and int(xp.max(labels)) < m
         labels = labels.view(f"u{labels.dtype.itemsize}")
     return int(xp.maximum.reduce(labels, axis=None)) < m
 
