@@ -188,3 +188,23 @@ def test_a_small_batch_is_split_into_fewer_shards(monkeypatch):
 def test_auto_splits_the_cnn_over_at_most_four_threads():
     assert [default_batch_threads("cnn", t) for t in (None, 1, 2, 4, 64)] == [1, 1, 2, 4, 4]
     assert [default_batch_threads("mlp", t) for t in (None, 2, 64)] == [1, 1, 1]
+
+
+def test_one_blas_thread_inside_and_the_counts_restored_after_even_on_error():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from chainrule.train.threads import _single_threaded_blas
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        assert before and all(n == 2 for n in before)  # NumPy's OpenBLAS is loaded
+        one = _single_threaded_blas()
+        with one():
+            assert all(n == 1 for n in blas_threads())
+        assert blas_threads() == before
+        with pytest.raises(RuntimeError, match="inside"), one():
+            raise RuntimeError("an error inside")
+        assert blas_threads() == before
