@@ -209,18 +209,20 @@ def test_the_gemm_never_reads_a_new_velocity(monkeypatch):
     np.testing.assert_allclose(v, want, rtol=1e-13)
 
 
-def test_the_trainer_steps_through_backward_step_in_one_process(monkeypatch):
+def test_the_trainer_steps_through_the_folded_update_in_one_process(monkeypatch):
+    """Every batch goes through SGD.backward_with (what backward_step runs; the replayed step
+    of train/replay.py calls it directly)."""
     from chainrule.data import Dataset
     from chainrule.train import Trainer
 
     calls = []
-    real = optim.SGD.backward_step
+    real = optim.SGD.backward_with
 
-    def spy(self, loss):
+    def spy(self, backward):
         calls.append(1)
-        return real(self, loss)
+        return real(self, backward)
 
-    monkeypatch.setattr(optim.SGD, "backward_step", spy)
+    monkeypatch.setattr(optim.SGD, "backward_with", spy)
     rng = np.random.default_rng(9)
     data = Dataset(rng.random((64, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 64))
     model = _mlp(dtype="float32")
