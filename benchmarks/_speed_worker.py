@@ -157,7 +157,10 @@ def build_numpy(workload: str, weights: dict[str, np.ndarray], threads: int) -> 
         rows = np.arange(len(y))
         h = (w1 @ x.T).T
         h += b1
-        r = np.maximum(h.T.reshape(-1, 256), zero_row).reshape(h.T.shape).T  # h: F-ordered
+        if h.size % 256 == 0:  # h: F-ordered
+            r = np.maximum(h.T.reshape(-1, 256), zero_row).reshape(h.T.shape).T
+        else:
+            r = np.maximum(h, 0)
         z = (w2 @ r.T).T
         z += b2
         step.correct = int(np.count_nonzero(z.argmax(axis=1) == y))  # as chainrule train counts
