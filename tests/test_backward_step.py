@@ -209,20 +209,18 @@ def test_the_gemm_never_reads_a_new_velocity(monkeypatch):
     np.testing.assert_allclose(v, want, rtol=1e-13)
 
 
-def test_the_trainer_steps_through_the_folded_update_in_one_process(monkeypatch):
-    """Every batch goes through SGD.backward_with (what backward_step runs; the replayed step
-    of train/replay.py calls it directly)."""
+def test_the_trainer_steps_through_backward_step_in_one_process(monkeypatch):
     from chainrule.data import Dataset
     from chainrule.train import Trainer
 
     calls = []
-    real = optim.SGD.backward_with
+    real = optim.SGD.backward_step
 
-    def spy(self, backward):
+    def spy(self, loss):
         calls.append(1)
-        return real(self, backward)
+        return real(self, loss)
 
-    monkeypatch.setattr(optim.SGD, "backward_with", spy)
+    monkeypatch.setattr(optim.SGD, "backward_step", spy)
     rng = np.random.default_rng(9)
     data = Dataset(rng.random((64, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 64))
     model = _mlp(dtype="float32")

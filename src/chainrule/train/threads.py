@@ -31,7 +31,6 @@ import numpy as np
 
 from ..engine import autograd_grad
 from ..rules import softmax_cross_entropy
-from .replay import StepReplay, replayable
 
 __all__ = ["BatchThreads", "forward_backward", "default_batch_threads"]
 
@@ -105,8 +104,6 @@ class BatchThreads:
         self.optimizer = optimizer
         self._pool = ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None
         self._blas = _single_threaded_blas() if self.threads > 1 else None
-        # the whole batch's step replayed without its graph (train/replay.py), where it can be
-        self._replay = StepReplay(model) if optimizer is not None and replayable(model) else None
 
     def __call__(self, x: Any, y: Any) -> tuple[float, int]:
         """(error sum, correct predictions) of the batch (x: N x ..., y: N labels)."""
@@ -115,8 +112,6 @@ class BatchThreads:
         bounds = [n * i // k for i in range(k + 1)]
         shards = [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
         if self._pool is None or len(shards) < 2:  # the plain step: backward() into .grad
-            if self._replay is not None:
-                return self._replay(x, y, self.optimizer.backward_with)
             update = None if self.optimizer is None else self.optimizer.backward_step
             loss_sum, correct, _ = forward_backward(self.model, None, x, y, update)
             return loss_sum, correct
