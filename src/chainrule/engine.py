@@ -26,12 +26,11 @@ are installed from the rule table's operator table by :func:`install_operators`.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import math
 import numbers
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any, NamedTuple
 
@@ -81,25 +80,6 @@ class _GradMode(threading.local):
 
 
 _grad_mode = _GradMode()
-
-#: while :func:`recording` runs: every rule call appends (rule, args, datas, params, result)
-_recording: list[tuple[Any, ...]] | None = None
-_recorder = 0  # the thread that records
-
-
-@contextlib.contextmanager
-def recording() -> Iterator[list[tuple[Any, ...]]]:
-    """Record every rule call that this thread makes inside (one recording at a time):
-    (rule, its arguments as given, their arrays, its normalised parameters, its result).
-    :mod:`chainrule.train.replay` builds a training step's plan from it."""
-    global _recording, _recorder
-    if _recording is not None:
-        raise GraphError("recording() does not nest")
-    _recording, _recorder = (calls := []), threading.get_ident()
-    try:
-        yield calls
-    finally:
-        _recording = None
 
 
 def is_grad_enabled() -> bool:
@@ -261,10 +241,7 @@ class Rule:
                 args, datas = args[:cut], datas[:cut]
         out = self.forward(*datas, **params)
         if not any_tensor:
-            result = out[0] if self.saves else out
-            if _recording is not None and _recorder == threading.get_ident():
-                _recording.append((self, args, datas, params, result))
-            return result
+            return out[0] if self.saves else out
         saved = None
         if self.saves:
             out, saved = out
@@ -279,8 +256,6 @@ class Rule:
         else:
             t.requires_grad = False
             t._node = None
-        if _recording is not None and _recorder == threading.get_ident():
-            _recording.append((self, args, datas, params, t))
         return t
 
 
@@ -619,13 +594,6 @@ def topological_order(
 # ----------------------------------------------------------------------------- backward
 
 
-def seed_of(data: Any) -> Any:
-    """de/de = 1 for a one-number output ``data``, in its dtype and shape."""
-    if data.ndim == 0:  # a loss: one C-level call (ones_like is Python, and cold each step)
-        return B.xp.asarray(1, dtype=data.dtype)
-    return B.xp.ones_like(data)
-
-
 def _seed(out: Tensor, grad: Any) -> Any:
     if grad is None:
         if out.size != 1:
@@ -633,7 +601,10 @@ def _seed(out: Tensor, grad: Any) -> Any:
                 f"backward() needs grad= for a non-scalar output of shape {out.shape}: "
                 "pass de/d(output) of that shape, or reduce the output to a scalar first"
             )
-        return seed_of(out.data)
+        data = out.data
+        if data.ndim == 0:  # a loss: one C-level call (ones_like is Python, and cold each step)
+            return B.xp.asarray(1, dtype=data.dtype)
+        return B.xp.ones_like(data)
     g = grad.data if isinstance(grad, Tensor) else B.xp.asarray(grad, dtype=out.dtype)
     if tuple(g.shape) != out.shape:
         raise ShapeError(
@@ -705,44 +676,21 @@ def _input_grads(
     else:
         ins = tuple([a.data if isinstance(a, Tensor) else a for a in args])
         o = out.data
-    defer = None
-    if sinks and not create_graph and getattr(B.fast_vjps.get(r.name), "defers", False):
-        flags = [needs[i] and a._node is None and id(a) in sinks for i, a in enumerate(args)]
-        defer = tuple(flags) if any(flags) else None
-    return vjp_inputs(r, g, o, ins, params, needs, defer, create_graph)
-
-
-def vjp_inputs(
-    r: Rule,
-    g: Any,
-    o: Any,
-    ins: tuple[Any, ...],
-    params: Mapping[str, Any],
-    needs: tuple[bool, ...],
-    defer: tuple[bool, ...] | None = None,
-    create_graph: bool = False,
-) -> list[tuple[int, Any]]:
-    """(position, de/d(input_i)) for each i with ``needs[i]``, given g = de/d(out): the
-    backend's fused vjp when there is one (not under ``create_graph``), else the rule's own;
-    each gradient un-broadcast to its input's shape and cast to its dtype.
-
-    ``o``, ``ins``: the output and inputs (arrays; Tensors under ``create_graph``); ``params``
-    with ``saved=`` for a rule that saves; ``defer``: the inputs whose gradient a ``defers``
-    vjp may return as a deferred product.
-    """
     all_g: Any = None
     fast = None if create_graph else B.fast_vjps.get(r.name)
     if fast is not None:
         fast_params = params
-        if defer is not None and getattr(fast, "defers", False):
-            fast_params = dict(params, defer=defer)
+        if sinks and getattr(fast, "defers", False):
+            defer = [needs[i] and a._node is None and id(a) in sinks for i, a in enumerate(args)]
+            if any(defer):
+                fast_params = dict(params, defer=tuple(defer))
         all_g = fast(g, o, *ins, needs=needs, **fast_params)
         if all_g is NotImplemented:
             all_g = None
     if all_g is None and r.vjp_all is not None:
         all_g = r.vjp_all(g, o, *ins, **params)
     grads = []
-    for i, a in enumerate(ins):
+    for i, a in enumerate(args):
         if not needs[i]:
             continue
         if all_g is not None:
@@ -756,7 +704,7 @@ def vjp_inputs(
             )
         if gi is None:
             continue
-        data = a.data if create_graph else a
+        data = a.data
         if gi.shape != data.shape:
             gi = _unbroadcast(r, i, gi, tuple(data.shape))
         if not create_graph and gi.dtype is not data.dtype and gi.dtype != data.dtype:

@@ -10,11 +10,11 @@ exactly where it stopped.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from .. import backend as B
-from ..engine import Tensor, backward_into
+from ..engine import Tensor
 
 
 class Optimizer:
@@ -54,14 +54,7 @@ class Optimizer:
     def backward_step(self, loss: Tensor) -> None:
         """``loss.backward()``, then :meth:`step`: one training step's back propagation and
         update (an optimiser may run them as one pass: :meth:`SGD.backward_step`)."""
-        self.backward_with(lambda sinks: backward_into(loss, sinks))
-
-    def backward_with(self, backward: Callable[[dict[int, Any]], None]) -> None:
-        """:meth:`backward_step` around any back propagation: ``backward(sinks)`` must give
-        each leaf whose id is a key of ``sinks`` its gradient through ``sinks[id](de/dleaf)``
-        and every other leaf its ``.grad`` (:func:`chainrule.engine.backward_into` does; so
-        does :mod:`chainrule.train.replay`). Here no leaf has a sink: ``.grad``, then step()."""
-        backward({})
+        loss.backward()
         self.step()
 
     def hyperparameters(self) -> dict[str, float | bool | list[float]]:

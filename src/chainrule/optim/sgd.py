@@ -69,13 +69,8 @@ class SGD(Optimizer):
         ``.grad`` (accumulated over several backward passes), and Nesterov momentum or none,
         take the two-call step.
         """
-        self.backward_with(lambda sinks: backward_into(loss, sinks))
-
-    def backward_with(self, backward: Any) -> None:
-        """:meth:`backward_step` around any back propagation ``backward(sinks)`` (see
-        :meth:`Optimizer.backward_with`)."""
         if not self.momentum or self.nesterov:
-            super().backward_with(backward)
+            super().backward_step(loss)
             return
         v, mu = self.velocity, self.momentum
         got: list[int] = []
@@ -88,7 +83,7 @@ class SGD(Optimizer):
             return put
 
         sinks = {id(h): sink(i) for i, h in enumerate(self.params) if h.grad is None}
-        backward(sinks)
+        backward_into(loss, sinks)
         for i in got:
             B.kernels.sgd_apply(self.params[i].data, v[i], self.lr, self.weight_decay)
         for i, h in enumerate(self.params):  # those that had a .grad: the two-call step
