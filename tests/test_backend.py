@@ -60,12 +60,27 @@ def test_fold_is_the_adjoint_of_unfold(shape, window, stride, padding):
     assert np.sum(cols * y) == pytest.approx(np.sum(x * folded), rel=1e-12)
 
 
+_LAYOUTS = ["c", "f", "channels_last", "strided", "broadcast"]
+
+
+def _laid_out(a: np.ndarray, layout: str) -> np.ndarray:
+    """The same numbers as ``a`` in another memory layout."""
+    if layout == "f":
+        return np.asfortranarray(a)
+    if layout == "channels_last" and a.ndim:  # a permuted view of C memory, as conv returns
+        axes = tuple(range(1, a.ndim)) + (0,)
+        return np.ascontiguousarray(a.transpose(axes)).transpose(np.argsort(axes))
+    if layout == "strided" and a.ndim:
+        big = np.repeat(a[..., None], 2, axis=-1)
+        return big[..., 0]
+    if layout == "broadcast" and a.ndim:
+        return np.broadcast_to(a[:1], a.shape)
+    return a
+
+
 def layouts(x):
     """x (N, C, H, W) in three memory layouts: C order, batch innermost (CHWN), and strided."""
-    chwn = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
-    big = np.zeros(x.shape[:3] + (2 * x.shape[3],), dtype=x.dtype)
-    big[..., ::2] = x
-    return {"nchw": x, "chwn": chwn, "strided": big[..., ::2]}
+    return {"nchw": x, "chwn": _laid_out(x, "channels_last"), "strided": _laid_out(x, "strided")}
 
 
 @pytest.mark.parametrize("layout", ["nchw", "chwn", "strided"])
@@ -248,24 +263,6 @@ def test_conv2d_products_per_row_and_whole_agree(monkeypatch):
 
 
 # ------------------------------------------------- kernels that only change how NumPy runs
-
-
-_LAYOUTS = ["c", "f", "channels_last", "strided", "broadcast"]
-
-
-def _laid_out(a: np.ndarray, layout: str) -> np.ndarray:
-    """The same numbers as ``a`` in another memory layout."""
-    if layout == "f":
-        return np.asfortranarray(a)
-    if layout == "channels_last" and a.ndim:  # a permuted view of C memory, as conv returns
-        axes = tuple(range(1, a.ndim)) + (0,)
-        return np.ascontiguousarray(a.transpose(axes)).transpose(np.argsort(axes))
-    if layout == "strided" and a.ndim:
-        big = np.repeat(a[..., None], 2, axis=-1)
-        return big[..., 0]
-    if layout == "broadcast" and a.ndim:
-        return np.broadcast_to(a[:1], a.shape)
-    return a
 
 
 @settings(max_examples=80, deadline=None)
