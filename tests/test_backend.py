@@ -4,6 +4,7 @@ the portable kernels against NumPy's, and the allocator switch."""
 from __future__ import annotations
 
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -351,6 +352,33 @@ def test_softmax_cross_entropy_kernel_is_the_mean_of_minus_log_softmax(dtype, n)
     assert p.dtype == logits.dtype and p.tobytes() == (np.exp(z) / total).tobytes()
     one, _ = K.softmax_cross_entropy(logits[0].copy(), (3,))  # one sample: M logits
     assert one.tobytes() == (-(z[0, 3] - np.log(total[0, 0]))).tobytes()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    shape=st.lists(st.integers(0, 30), min_size=0, max_size=4).map(tuple),
+    dtype=st.sampled_from(["float16", "float32", "float64", "int32"]),
+    layout=st.sampled_from(_LAYOUTS),
+    seed=st.integers(0, 2**16),
+)
+def test_mean_kernel_is_numpys_mean_bit_for_bit(shape, dtype, layout, seed):
+    """K.mean (mse's error): NumPy's mean of every number, the same type and bytes, whatever
+    the dtype (float16 and integers take mean itself), memory layout or size (0-d, empty)."""
+    rng = np.random.default_rng(seed)
+    a = _laid_out((rng.standard_normal(shape) * 10 ** rng.uniform(-3, 3)).astype(dtype), layout)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the mean of nothing is NaN
+        want, got = np.mean(a), K.mean(a)
+    assert type(got) is type(want)
+    assert np.asarray(got).tobytes() == np.asarray(want).tobytes()
+
+
+def test_mse_rule_runs_the_mean_kernel():
+    """mse's forward on a large batch equals the formula mean((x - x*)^2) bit for bit."""
+    rng = np.random.default_rng(5)
+    x, t = rng.standard_normal((1000, 3)).astype(np.float32), rng.standard_normal((1000, 3))
+    t = t.astype(np.float32)
+    assert cr.mse(cr.tensor(x), t).data.tobytes() == np.asarray(np.mean((x - t) ** 2)).tobytes()
 
 
 @settings(max_examples=80, deadline=None)

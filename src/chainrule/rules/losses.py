@@ -102,7 +102,7 @@ def mse(x, target, half=False):
             f"mse: prediction shape {shape(x)} differs from target shape {shape(target)}"
         )
     d = x - target
-    e = B.xp.mean(d * d)
+    e = B.kernels.mean(d * d)  # mean(d^2)
     return e / 2 if half else e
 
 
