@@ -209,24 +209,30 @@ def test_the_gemm_never_reads_a_new_velocity(monkeypatch):
     np.testing.assert_allclose(v, want, rtol=1e-13)
 
 
-def test_the_trainer_steps_through_backward_step_in_one_process(monkeypatch):
+@pytest.mark.parametrize("build", [_mlp, _cnn], ids=["mlp", "cnn"])
+def test_the_trainer_steps_through_backward_step_in_one_process(monkeypatch, build):
+    """Every batch takes SGD.backward_step, or for an MLP the compiled step, which makes the same
+    kernel calls (tests/test_compiled.py)."""
     from chainrule.data import Dataset
     from chainrule.train import Trainer
+    from chainrule.train.compiled import CompiledStep
 
     calls = []
-    real = optim.SGD.backward_step
+    for cls, name in ((optim.SGD, "backward_step"), (CompiledStep, "__call__")):
+        real = getattr(cls, name)
 
-    def spy(self, loss):
-        calls.append(1)
-        return real(self, loss)
+        def spy(self, *args, real=real, name=name):
+            calls.append(name)
+            return real(self, *args)
 
-    monkeypatch.setattr(optim.SGD, "backward_step", spy)
+        monkeypatch.setattr(cls, name, spy)
     rng = np.random.default_rng(9)
     data = Dataset(rng.random((64, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 64))
-    model = _mlp(dtype="float32")
+    model = build(dtype="float32")
     opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     Trainer(model, opt, data, batch_size=16, progress=False, log=None).fit(1)
-    assert len(calls) == 4  # every batch: 64 / 16
+    want = "__call__" if build is _mlp else "backward_step"
+    assert calls == [want] * 4  # every batch: 64 / 16
 
 
 def test_momentum_into_refuses_a_gradient_of_another_shape():

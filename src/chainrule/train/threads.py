@@ -31,6 +31,7 @@ import numpy as np
 
 from ..engine import autograd_grad
 from ..rules import softmax_cross_entropy
+from .compiled import CompiledStep
 
 __all__ = ["BatchThreads", "forward_backward", "default_batch_threads"]
 
@@ -90,11 +91,18 @@ class BatchThreads:
     it also updates the parameters, the whole batch through ``optimizer.backward_step(loss)``
     (SGD never stores the gradient then: :meth:`chainrule.optim.SGD.backward_step`), shards
     through ``.grad`` and ``optimizer.step()``; nothing is updated when the error is not finite.
+    An MLP's whole-batch step then runs compiled (:class:`chainrule.train.compiled.CompiledStep`:
+    the engine's kernel calls and numbers, without the graph) unless ``compiled=False``.
     Call :meth:`close` (or use ``with``) to stop the worker threads.
     """
 
     def __init__(
-        self, model: Any, params: Sequence[Any], threads: int, optimizer: Any = None
+        self,
+        model: Any,
+        params: Sequence[Any],
+        threads: int,
+        optimizer: Any = None,
+        compiled: bool = True,
     ) -> None:
         if isinstance(threads, bool) or int(threads) != threads or threads < 1:
             raise ValueError(f"threads must be a whole number >= 1, got {threads}")
@@ -104,6 +112,9 @@ class BatchThreads:
         self.optimizer = optimizer
         self._pool = ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None
         self._blas = _single_threaded_blas() if self.threads > 1 else None
+        # an MLP's whole step as straight-line kernel calls, the engine's numbers (compiled.py)
+        fused = compiled and optimizer is not None
+        self._compiled = CompiledStep.of(model, optimizer) if fused else None
 
     def __call__(self, x: Any, y: Any) -> tuple[float, int]:
         """(error sum, correct predictions) of the batch (x: N x ..., y: N labels)."""
@@ -112,6 +123,8 @@ class BatchThreads:
         bounds = [n * i // k for i in range(k + 1)]
         shards = [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
         if self._pool is None or len(shards) < 2:  # the plain step: backward() into .grad
+            if self._compiled is not None and self._compiled.fits(x, y):
+                return self._compiled(x, y)
             update = None if self.optimizer is None else self.optimizer.backward_step
             loss_sum, correct, _ = forward_backward(self.model, None, x, y, update)
             return loss_sum, correct
