@@ -1,22 +1,26 @@
-"""What chainrule's engine costs in a training step: its MLP step against the same step in NumPy.
+"""What chainrule's engine costs in a training step: its MLP steps against the same step in NumPy.
 
     python benchmarks/bench_engine_cost.py                  # 784-800-10, batch 128, 1 and 2 threads
     python benchmarks/bench_engine_cost.py --hidden 8 --batch 2    # almost only the overhead
 
-The step is `chainrule train`'s in one process (BatchThreads with the optimizer: forward,
-softmax cross-entropy, the accuracy count, back propagation with SGD's momentum folded in,
-lr 0.01, momentum 0.9); the plain step is ``_speed_worker.build_numpy``'s, the same operations
-on the same kernels written out in NumPy (``bench_speed.py --floor`` times it against PyTorch).
-Both run in one process per thread count (NumPy is all they share: the engine is the only
-difference), taking turns in blocks of ``--block`` steps over the same MNIST test batches from
-the same weights, after a warm-up; printed are the medians per step and their difference, the
-engine's cost. Blocks, as training runs its steps: each step follows one of its own kind,
-whose code and data are still in the caches. Step by step (``--block 1``, this tool's way
-before the seventh session) every step starts from the other's caches, which hides part of the
-difference (seventh session, two runs each: 160 and 155 µs step by step against 204 and
-207 µs in blocks of 20 at 1 thread; 277 and 341 µs against 453 and 564 µs at 2 threads). A
-block of steps during which other processes used the CPU is not detected here: run it on a
-quiet machine, and more than once.
+Three steps of the same MLP from the same weights (forward, softmax cross-entropy, the accuracy
+count, back propagation with SGD's momentum folded in, lr 0.01, momentum 0.9):
+
+* the compiled step, `chainrule train`'s in one process (BatchThreads with the optimizer:
+  ``chainrule.train.compiled.CompiledStep``, the engine's kernel calls without the graph);
+* the engine's step (``BatchThreads(..., compiled=False)``: the graph, the rules, the walk);
+* the plain step, ``_speed_worker.build_numpy``'s: the same operations on the same kernels
+  written out in NumPy (``bench_speed.py --floor`` times it against PyTorch).
+
+They run in one process per thread count (NumPy is all they share), taking turns in blocks of
+``--block`` steps over the same MNIST test batches, after a warm-up; printed are the medians
+per step and each chainrule step's time over the plain one's. Blocks, as training runs its
+steps: each step follows one of its own kind, whose code and data are still in the caches.
+Step by step (``--block 1``, this tool's way before the seventh session) every step starts
+from another's caches, which hides part of the difference (seventh session, two runs each:
+160 and 155 µs step by step against 204 and 207 µs in blocks of 20 at 1 thread; 277 and 341
+µs against 453 and 564 µs at 2 threads). A block of steps during which other processes used
+the CPU is not detected here: run it on a quiet machine, and more than once.
 """
 
 from __future__ import annotations
@@ -127,10 +131,16 @@ def main(argv: list[str] | None = None) -> int:
         gap = max(max(losses) - min(losses) for losses in result["first"])
         med = {n: statistics.median(t) * 1e6 for n, t in result["times"].items()}
         plain = med["numpy"]
-        print(f"  {threads} thread(s): plain NumPy {plain:9.1f} us; first losses agree within {gap:.1e}")
+        print(
+            f"  {threads} thread(s): plain NumPy {plain:9.1f} us per step; "
+            f"first losses agree within {gap:.1e}"
+        )
         for name, label in (("engine", "the engine's step"), ("chainrule", "compiled step")):
             extra = med[name] - plain
-            print(f"    {label:18s} {med[name]:9.1f} us: {extra:8.1f} us more ({extra / med[name]:.0%})")
+            print(
+                f"    {label:18s} {med[name]:9.1f} us: {extra:8.1f} us more "
+                f"({extra / med[name]:.0%})"
+            )
     return 0
 
 

@@ -20,8 +20,11 @@ How it measures (this process imports neither chainrule nor PyTorch):
 * One process per framework. Workers (``_speed_worker.py``) import NumPy and one framework
   only, and live through a whole series. They take turns: each runs a block of steps (about
   ``--block`` seconds, the same number of steps for all) after a ``--settle`` pause, in which
-  the previous worker's idle thread pool goes to sleep, and one untimed step; the order
-  rotates from round to round.
+  the previous worker's idle thread pool goes to sleep, and one untimed step; each round
+  runs the workers in another order (a shuffle seeded by workload, threads, series and
+  round), so that no worker always follows the same one (a fixed rotation of N workers made
+  each always follow the same predecessor: the products-only worker before chainrule's, a
+  PyTorch worker before the plain-NumPy one).
 * Quiet check. During each block the worker reads the machine's busy CPU time (/proc/stat)
   and its own (/proc/self/stat); the rest is other processes'. A block is noisy when they used
   more than ``--quiet`` cores on average (default 0.05); a pair (chainrule's block and a
@@ -45,6 +48,7 @@ import argparse
 import gzip
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -184,8 +188,11 @@ class Worker:
             self.proc.wait(timeout=30)
 
 
-def run_series(workload: str, threads: int, peers: list[str], folder: Path, args) -> dict:
-    """One series: fresh workers for chainrule and each peer, ``args.rounds`` rounds of blocks."""
+def run_series(
+    workload: str, threads: int, peers: list[str], folder: Path, args, series: int = 0
+) -> dict:
+    """One series: fresh workers for chainrule and each peer, ``args.rounds`` rounds of blocks,
+    each round in its own order (shuffled reproducibly from the series' number)."""
     names = ["chainrule", *peers, *(FLOORS if args.floor and workload == "mlp" else [])]
     workers: dict[str, Worker] = {}
     try:
@@ -205,7 +212,8 @@ def run_series(workload: str, threads: int, peers: list[str], folder: Path, args
         hz = os.sysconf("SC_CLK_TCK")
         rounds = []
         for r in range(args.rounds):
-            order = names[r % len(names) :] + names[: r % len(names)]
+            order = list(names)
+            random.Random(f"{workload}-{threads}-{series}-{r}").shuffle(order)
             blocks = {}
             for name in order:
                 a = workers[name].block(steps, args.settle)
@@ -330,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in range(args.series):
             for workload in args.workloads:
                 for threads in args.threads:
-                    one = run_series(workload, threads, args.peers, Path(tmp), args)
+                    one = run_series(workload, threads, args.peers, Path(tmp), args, series=s)
                     results.setdefault((workload, threads), []).append(one)
                     clean = sum(
                         all(b["other_cores"] <= args.quiet for b in blocks.values())
