@@ -221,3 +221,23 @@ def test_batch_threads_and_the_trainer_use_it():
     cnn = models.cnn(rng=0)
     opt = optim.SGD(cnn.parameters(), lr=0.1, momentum=0.9)
     assert BatchThreads(cnn, opt.params, 1, opt)._compiled is None
+
+
+def test_a_model_changed_since_takes_the_engine():
+    x, y = np.ones((4, 2, 3, 2), dtype=np.float32), np.array([0, 1, 2, 0])
+    changes = [
+        lambda m, opt: m.layers.__setitem__(2, nn.Sigmoid()),
+        lambda m, opt: m.layers.append(nn.ReLU()),
+        lambda m, opt: setattr(m.layers[2], "grad_at_zero", 0.5),
+        lambda m, opt: setattr(m.layers[1], "weight", nn.Parameter(np.ones((8, 12), "f4"))),
+        lambda m, opt: setattr(m.layers[1].weight, "data", np.ones((8, 12))),  # float64
+        lambda m, opt: setattr(m.layers[3].bias, "data", np.ones((1, 3), "f4")),  # broadcasts
+        lambda m, opt: opt.params.pop(),
+    ]
+    for change in changes:
+        model = _mlp()
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        step = CompiledStep.of(model, opt)
+        assert step is not None and step.fits(x, y)
+        change(model, opt)
+        assert not step.fits(x, y)

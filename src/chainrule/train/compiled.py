@@ -13,8 +13,8 @@ makes the same calls of the NumPy backend's kernels, in the same order:
     update      v += wd h ;  h <- h - lr v   (every parameter)
 
 :class:`CompiledStep` makes those calls directly. The engine builds and walks the graph and
-runs the rules' and modules' Python around the same calls: measured, about 3% of the
-784-800-10 MLP's step on one BLAS thread and 11% on two (``benchmarks/bench_engine_cost.py``).
+runs the rules' and modules' Python around the same calls: measured, 3-7% of the 784-800-10
+MLP's step on one BLAS thread and 9-11% on two (``benchmarks/bench_engine_cost.py``).
 
 The numbers are the engine's, bit for bit: the same kernels get the same arrays
 (tests/test_compiled.py compares the losses, the parameters and the momentum buffers after
@@ -22,7 +22,8 @@ several steps). A step that this cannot take exactly takes the engine
 (:meth:`CompiledStep.fits` says whether): another layer or model, a ReLU with
 ``grad_at_zero``, another optimiser or Nesterov momentum or none, a parameter that already
 holds a ``.grad``, another backend than NumPy, inputs of another type, dtype or shape (the
-engine then raises its own error), graph recording switched off.
+engine then raises its own error), graph recording switched off, and a model changed since
+(a layer, a parameter or its array's shape or dtype replaced, a ReLU's ``grad_at_zero`` set).
 """
 
 from __future__ import annotations
@@ -48,16 +49,21 @@ class CompiledStep:
     engine's numbers without its graph. Build it with :meth:`of` (None: not such a model);
     call it only where :meth:`fits` says so."""
 
-    def __init__(self, flatten: bool, layers: list[tuple[Any, Any]], optimizer: SGD) -> None:
+    def __init__(self, model: Any, flatten: bool, optimizer: SGD) -> None:
+        self.model, self.modules = model, list(model.layers)  # what the step was built from
+        mods = self.modules[1:] if flatten else self.modules
+        self.linears, self.relus = mods[::2], mods[1::2]
         self.flatten = flatten
-        self.layers = layers  # [(weight, bias or None)], Parameters, input layer first
-        self.optimizer = optimizer
+        # [(weight, bias or None)], Parameters, input layer first
+        self.layers = [(m.weight, m.bias) for m in self.linears]
+        self.optimizer, self.params = optimizer, list(optimizer.params)
+        self.shapes = [p.data.shape for p in self.params]
         index, k = [], 0
-        for _, b in layers:  # the positions of each layer's weight and bias in optimizer.params
+        for _, b in self.layers:  # the positions of each layer's weight and bias in params
             index.append((k, k + 1 if b is not None else None))
             k += 1 if b is None else 2
         self.index = index
-        self.in_features = layers[0][0].shape[1]
+        self.in_features = self.shapes[0][1]
 
     @classmethod
     def of(cls, model: Any, optimizer: Any) -> CompiledStep | None:
@@ -75,11 +81,10 @@ class CompiledStep:
             want = Linear if i % 2 == 0 else ReLU
             if type(m) is not want or (want is ReLU and m.grad_at_zero != 0):
                 return None
-        layers = [(m.weight, m.bias) for m in mods[::2]]
-        params = [p for w, b in layers for p in (w, b) if p is not None]
+        params = [p for m in mods[::2] for p in (m.weight, m.bias) if p is not None]
         if [id(p) for p in optimizer.params] != [id(p) for p in params]:
             return None
-        return cls(flatten, layers, optimizer)
+        return cls(model, flatten, optimizer)
 
     def fits(self, x: Any, y: Any) -> bool:
         """Whether this step is the engine's for this batch now (else the engine runs it)."""
@@ -95,10 +100,28 @@ class CompiledStep:
             return False
         if not self.flatten and x.ndim != 2:
             return False
-        for p in opt.params:
-            if p.grad is not None or type(p.data) is not np.ndarray or p.data.dtype != dtype:
+        if not self._unchanged():
+            return False
+        for p, shape in zip(self.params, self.shapes, strict=True):
+            if p.grad is not None or type(p.data) is not np.ndarray:
+                return False
+            if p.data.dtype != dtype or p.data.shape != shape:
                 return False
         return True
+
+    def _unchanged(self) -> bool:
+        """The model's layers, their parameters and the optimizer's are those it was built from."""
+        layers, params = self.model.layers, self.optimizer.params
+        if len(layers) != len(self.modules) or len(params) != len(self.params):
+            return False
+        if any(a is not b for a, b in zip(layers, self.modules, strict=True)):
+            return False
+        if any(a is not b for a, b in zip(params, self.params, strict=True)):
+            return False
+        if any(m.grad_at_zero != 0 for m in self.relus):
+            return False
+        pairs = zip(self.linears, self.layers, strict=True)
+        return all(m.weight is w and m.bias is b for m, (w, b) in pairs)
 
     def __call__(self, x: Any, y: Any) -> tuple[float, int]:
         opt, layers, last = self.optimizer, self.layers, len(self.layers) - 1
