@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -397,6 +398,38 @@ def test_labels_below_is_the_range_check(values, dtype, m):
         assert K.labels_below(np.array([-1], dtype=dtype), m) is False
     if a.size:
         assert K.labels_below(a[0], m) is (0 <= int(a[0]) < m)  # one sample: a 0-d array
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    n=st.integers(0, 6),
+    m=st.integers(1, 12),
+    scores_ndim=st.integers(1, 3),
+    labels_shape=st.sampled_from(["match", "column", "scalar"]),
+    dtype=st.sampled_from(["int8", "int64", "uint8", "bool", "float32"]),
+    low=st.integers(-3, 0),
+    high=st.integers(1, 14),
+    seed=st.integers(0, 2**16),
+)
+def test_labels_fit_accepts_exactly_what_the_label_check_accepts(
+    n, m, scores_ndim, labels_shape, dtype, low, high, seed
+):
+    """K.labels_fit, the losses' shortcut: True only for labels the whole check accepts
+    unchanged; everything else (wrong dtype, shape or range) goes on to the check's errors."""
+    from chainrule.rules.losses import _check_labels
+
+    s = ((n,) * (scores_ndim - 1)) + (m,)
+    want_shape = {"match": s[:-1], "column": s[:-1] + (1,), "scalar": ()}[labels_shape]
+    values = np.random.default_rng(seed).integers(low, high, want_shape)
+    labels = values.astype(dtype)
+    with mock.patch.object(K, "labels_fit", lambda labels, shape: False):  # the whole check
+        try:
+            checked = _check_labels("op", np.zeros(s, np.float32), labels)
+            accepted = checked is labels
+        except (TypeError, ValueError):  # ShapeError is a ValueError
+            accepted = False
+    assert K.labels_fit(labels, s) is accepted
+    assert K.labels_fit(list(labels.reshape(-1)), s) is False  # converted by the check
 
 
 def test_labels_out_of_range_are_refused_with_their_range():

@@ -107,6 +107,20 @@ def labels_below(labels: Any, m: int) -> bool:
     return int(xp.maximum.reduce(labels, axis=None)) < m
 
 
+def labels_fit(labels: Any, scores_shape: tuple[int, ...]) -> bool:
+    """Whether ``labels`` is already what the losses' label check accepts for scores of that
+    shape (M, or N x M): an integer array of shape () or (N,), every label in [0, M). In a few
+    attribute reads and :func:`labels_below`; False sends the caller through the whole check
+    (conversion, and the error that names what is wrong)."""
+    return (
+        type(labels) is xp.ndarray
+        and labels.dtype.kind in "iu"
+        and 1 <= len(scores_shape) <= 2
+        and labels.shape == scores_shape[:-1]
+        and labels_below(labels, scores_shape[-1])
+    )
+
+
 def scatter_add(g: Any, shape: tuple[int, ...], index: Any) -> Any:
     """zeros(shape) with g added at ``index`` (repeated entries of a fancy index add up)."""
     z = xp.zeros(shape, dtype=g.dtype)

@@ -134,11 +134,7 @@ class CompiledStep:
             if i < last:
                 pre.append(z)
                 a = K.relu(z)
-        labels = y
-        if type(y) is not np.ndarray or y.dtype.kind not in "iu" or y.ndim != 1:
-            labels = _check_labels("softmax_cross_entropy", z, y)  # its error, or an array
-        elif not K.labels_below(y, z.shape[1]):
-            _check_labels("softmax_cross_entropy", z, y)  # raises the rule's error
+        labels = _check_labels("softmax_cross_entropy", z, y)  # the rule's check and errors
         loss, p = K.softmax_cross_entropy(z, _label_index(labels))
         loss = np.asarray(loss)  # as the engine's loss tensor holds it
         loss_sum = float(loss) * len(y)
