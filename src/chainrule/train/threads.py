@@ -113,8 +113,7 @@ class BatchThreads:
         self._pool = ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None
         self._blas = _single_threaded_blas() if self.threads > 1 else None
         # an MLP's whole step as straight-line kernel calls, the engine's numbers (compiled.py)
-        fused = compiled and optimizer is not None
-        self._compiled = CompiledStep.of(model, optimizer) if fused else None
+        self._compiled = CompiledStep.of(model, optimizer) if compiled else None  # None: not SGD
 
     def __call__(self, x: Any, y: Any) -> tuple[float, int]:
         """(error sum, correct predictions) of the batch (x: N x ..., y: N labels)."""
