@@ -2,6 +2,9 @@
 
     python benchmarks/bench_versions.py OLD_SRC NEW_SRC [--model mlp|cnn|tiny] [--threads 2]
 
+The step is ``chainrule train``'s where the tree has it (BatchThreads with the optimizer; the
+CNN's batch split over the threads as ``--parallel auto`` splits it).
+
 Each tree runs in its own long-lived worker process (PYTHONPATH=TREE), the same seeded model,
 data and SGD with momentum; the first losses are compared. The workers take turns running a
 block of steps after a short settle pause; a block during which other processes used more
@@ -20,7 +23,7 @@ import sys
 import time
 
 WORKER = r"""
-import json, sys, time
+import json, os, sys, time
 import numpy as np
 import chainrule as cr
 from chainrule import models, optim
@@ -51,7 +54,12 @@ try:  # a tree whose BatchThreads takes the optimizer: exactly chainrule train's
 except ImportError:
     whole = False
 if whole:
-    split = BatchThreads(m, opt.params, 1, opt)
+    try:  # as `chainrule train --threads T` splits: the CNN's batch over the T threads
+        from chainrule.train.threads import default_batch_threads
+        shards = default_batch_threads(which, int(os.environ["OPENBLAS_NUM_THREADS"]))
+    except ImportError:
+        shards = 1
+    split = BatchThreads(m, opt.params, shards, opt)
     def step():
         opt.zero_grad()
         return split(x.data, y)[0] / batch

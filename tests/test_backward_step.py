@@ -209,10 +209,21 @@ def test_the_gemm_never_reads_a_new_velocity(monkeypatch):
     np.testing.assert_allclose(v, want, rtol=1e-13)
 
 
-@pytest.mark.parametrize("build", [_mlp, _cnn], ids=["mlp", "cnn"])
+def _tanh_cnn(dtype="float64"):  # a layer the compiled step does not take
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 5, rng=1, dtype=dtype),
+        nn.Tanh(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * 12 * 12, 10, rng=2, dtype=dtype),
+    )
+
+
+@pytest.mark.parametrize("build", [_mlp, _cnn, _tanh_cnn], ids=["mlp", "cnn", "tanh_cnn"])
 def test_the_trainer_steps_through_backward_step_in_one_process(monkeypatch, build):
-    """Every batch takes SGD.backward_step, or for an MLP the compiled step, which makes the same
-    kernel calls (tests/test_compiled.py)."""
+    """Every batch takes SGD.backward_step, or for an MLP or a CNN of Linear, ReLU, Conv2d,
+    MaxPool2d and Flatten layers the compiled step, which makes the same kernel calls
+    (tests/test_compiled.py)."""
     from chainrule.data import Dataset
     from chainrule.train import Trainer
     from chainrule.train.compiled import CompiledStep
@@ -231,7 +242,7 @@ def test_the_trainer_steps_through_backward_step_in_one_process(monkeypatch, bui
     model = build(dtype="float32")
     opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     Trainer(model, opt, data, batch_size=16, progress=False, log=None).fit(1)
-    want = "__call__" if build is _mlp else "backward_step"
+    want = "backward_step" if build is _tanh_cnn else "__call__"
     assert calls == [want] * 4  # every batch: 64 / 16
 
 

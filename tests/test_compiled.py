@@ -1,10 +1,12 @@
-"""The compiled MLP step (chainrule.train.compiled) equals the engine's step bit for bit.
+"""The compiled steps (chainrule.train.compiled) equal the engine's bit for bit.
 
 The engine's step is ``forward_backward(model, None, x, y, opt.backward_step)``: the graph,
 softmax cross-entropy, back propagation with SGD's momentum folded in, the update. The
 compiled step makes the same kernel calls without the graph, so after several steps the
 losses, the correct counts, the parameters and the momentum buffers must be the same bytes.
-Where it cannot be the same (other layers, settings, inputs), it must not run at all.
+A shard's gradients (``forward_backward(model, params, x, y)``, BatchThreads' threads) must be
+the same bytes as CompiledGrads'. Where it cannot be the same (other layers, settings,
+inputs), it must not run at all.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 
 import chainrule as cr
 from chainrule import models, nn, optim
-from chainrule.train.compiled import CompiledStep
+from chainrule.train.compiled import CompiledGrads, CompiledStep
 from chainrule.train.threads import BatchThreads, forward_backward
 
 
@@ -139,14 +141,20 @@ def _unchanged(model):
         nn.Sequential(nn.Linear(4, 3), nn.Sigmoid(), nn.Linear(3, 2)),
         nn.Sequential(nn.Linear(4, 3), nn.ReLU(grad_at_zero=0.5), nn.Linear(3, 2)),
         nn.Sequential(nn.Linear(4, 3), nn.ReLU()),
-        nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2)),
-        nn.Sequential(nn.Flatten(), nn.Flatten(), nn.Linear(4, 2)),
+        nn.Sequential(nn.Conv2d(1, 2, 3), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(2, 2)),
+        nn.Sequential(nn.Conv2d(1, 2, 3, stride=(1, 2)), nn.Flatten(), nn.Linear(2, 2)),
+        nn.Sequential(nn.Sequential(nn.Linear(4, 3)), nn.Linear(3, 2)),
+        nn.Sequential(nn.Flatten(), nn.ReLU(), nn.Linear(4, 2), nn.Flatten()),
         nn.Linear(4, 2),
     ],
-    ids=["sigmoid", "grad_at_zero", "ends_in_relu", "no_relu", "two_flattens", "not_sequential"],
-)
+    ids=[
+        "sigmoid", "grad_at_zero", "ends_in_relu", "avg_pool", "unequal_strides", "nested",
+        "ends_in_flatten", "not_sequential",
+    ],
+)  # fmt: skip
 def test_other_models_take_the_engine(model):
     assert CompiledStep.of(model, optim.SGD(model.parameters(), lr=0.1, momentum=0.9)) is None
+    assert CompiledGrads.of(model, model.parameters()) is None
 
 
 def test_other_optimizers_take_the_engine():
@@ -220,7 +228,10 @@ def test_batch_threads_and_the_trainer_use_it():
     assert BatchThreads(model, opt.params, 1)._compiled is None  # no optimizer: .grad is left
     cnn = models.cnn(rng=0)
     opt = optim.SGD(cnn.parameters(), lr=0.1, momentum=0.9)
-    assert BatchThreads(cnn, opt.params, 1, opt)._compiled is None
+    assert BatchThreads(cnn, opt.params, 1, opt)._compiled is not None
+    assert BatchThreads(cnn, opt.params, 2, opt)._shards is not None
+    assert BatchThreads(cnn, opt.params, 2, opt, compiled=False)._shards is None
+    assert BatchThreads(cnn, opt.params[::-1], 2)._shards is None
 
 
 def test_a_model_changed_since_takes_the_engine():
@@ -241,3 +252,189 @@ def test_a_model_changed_since_takes_the_engine():
         assert step is not None and step.fits(x, y)
         change(model, opt)
         assert not step.fits(x, y)
+
+
+# ----------------------------------------------------------------------------- CNNs
+
+
+@st.composite
+def _cnns(draw):
+    """(build, input shape, classes): a CNN that fits its input, drawn layer by layer (convs
+    of every stride, padding and size, ReLU before or after a max-pool or neither, dead
+    channels whose outputs are exactly 0: ties in every pooling window)."""
+    c, h, w = draw(st.integers(1, 3)), draw(st.integers(4, 9)), draw(st.integers(4, 9))
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    seed, classes = draw(st.integers(0, 2**16)), draw(st.integers(2, 5))
+    specs, shape = [], (c, h, w)
+    for _ in range(draw(st.integers(1, 2))):
+        k = draw(st.integers(1, min(3, shape[1], shape[2])))
+        stride, padding = draw(st.integers(1, 2)), draw(st.integers(0, 1))
+        out = draw(st.integers(1, 4))
+        specs.append(("conv", shape[0], out, k, stride, padding, draw(st.booleans())))
+        ho = (shape[1] + 2 * padding - k) // stride + 1
+        wo = (shape[2] + 2 * padding - k) // stride + 1
+        shape = (out, ho, wo)
+        order = draw(st.sampled_from(["relu pool", "pool relu", "relu", "pool", ""])).split()
+        for name in order:
+            if name == "relu":
+                specs.append(("relu",))
+            elif min(shape[1:]) >= 2:
+                pk = draw(st.integers(1, 2))
+                ps = draw(st.sampled_from([None, 1]))
+                specs.append(("pool", pk, ps))
+                s = ps or pk
+                shape = (shape[0], (shape[1] - pk) // s + 1, (shape[2] - pk) // s + 1)
+    features = int(np.prod(shape))
+    hidden = draw(st.lists(st.integers(1, 6), max_size=1))
+    dead = draw(st.booleans())
+
+    def build():
+        layers, r = [], seed
+        for spec in specs:
+            r += 1
+            if spec[0] == "conv":
+                _, ci, co, k, stride, padding, bias = spec
+                conv = nn.Conv2d(ci, co, k, stride=stride, padding=padding, bias=bias, rng=r,
+                                 dtype=dtype)  # fmt: skip
+                if dead:
+                    conv.weight.data[0] = 0
+                    if bias:
+                        conv.bias.data[0] = 0
+                layers.append(conv)
+            elif spec[0] == "relu":
+                layers.append(nn.ReLU())
+            else:
+                layers.append(nn.MaxPool2d(spec[1], spec[2]))
+        layers.append(nn.Flatten())
+        widths = [features, *hidden, classes]
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+            layers.append(nn.Linear(a, b, rng=r + 1 + i, dtype=dtype))
+            if i < len(widths) - 2:
+                layers.append(nn.ReLU())
+        return nn.Sequential(*layers)
+
+    return build, (c, h, w), classes, dtype
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    net=_cnns(),
+    n=st.integers(1, 9),
+    momentum=st.sampled_from([0.5, 0.9]),
+    weight_decay=st.sampled_from([0.0, 1e-2]),
+    seed=st.integers(0, 2**16),
+)
+def test_compiled_cnn_step_is_the_engine_step(net, n, momentum, weight_decay, seed):
+    build, in_shape, classes, dtype = net
+    rng = np.random.default_rng(seed)
+    # small integers: exact zeros and ties in the inputs of ReLUs and pools
+    batches = [
+        (rng.integers(-2, 3, (n, *in_shape)).astype(dtype), rng.integers(0, classes, n))
+        for _ in range(3)
+    ]
+    _same_steps(build, batches, [0.1, 0.05, 0.02], momentum=momentum, weight_decay=weight_decay)
+
+
+@settings(max_examples=30, deadline=None)
+@given(net=_cnns(), n=st.integers(1, 9), seed=st.integers(0, 2**16))
+def test_compiled_cnn_grads_are_the_engines(net, n, seed):
+    build, in_shape, classes, dtype = net
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, (n, *in_shape)).astype(dtype)
+    y = rng.integers(0, classes, n)
+    model = build()
+    params = model.parameters()
+    grads = CompiledGrads.of(model, params)
+    assert grads is not None and grads.fits(x, y)
+    got = grads(x, y)
+    want = forward_backward(model, params, x, y)
+    assert got[:2] == want[:2]
+    for p, a, b in zip(params, got[2], want[2], strict=True):
+        assert a.shape == b.shape == p.shape and a.dtype == b.dtype
+        assert a.tobytes() == b.tobytes()
+
+
+def test_compiled_mlp_grads_are_the_engines():
+    rng = np.random.default_rng(5)
+    model = models.mlp(hidden=40, rng=1)
+    x = rng.random((20, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 20)
+    got = CompiledGrads.of(model, model.parameters())(x, y)
+    want = forward_backward(model, model.parameters(), x, y)
+    assert got[:2] == want[:2]
+    assert [g.tobytes() for g in got[2]] == [g.tobytes() for g in want[2]]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_lenet_steps_through_batch_threads_are_the_engines(threads):
+    """LeNet-5 as `chainrule train --model cnn` runs it: the whole batch compiled (1 thread) or
+    each of the 2 shards compiled, and the same bytes as the engine's after 3 steps."""
+    rng = np.random.default_rng(7)
+    batches = [
+        (rng.random((48, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 48)) for _ in range(3)
+    ]
+    out = []
+    for compiled in (True, False):
+        model = models.cnn(rng=0)
+        opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+        with BatchThreads(model, opt.params, threads, opt, compiled=compiled) as split:
+            assert (split._compiled if threads == 1 else split._shards) is not None or not compiled
+            losses = []
+            for x, y in batches:
+                opt.zero_grad()
+                losses.append(split(x, y))
+        out.append((losses, [p.data.tobytes() for p in opt.params]))
+    assert out[0] == out[1]
+
+
+def test_the_shards_take_the_engine_where_the_compiled_grads_do_not_fit(monkeypatch):
+    """A batch CompiledGrads does not fit (here float64 into a float32 CNN) goes through the
+    engine's forward_backward in every thread (which promotes it, as the plain step does)."""
+    from chainrule.train import threads as T
+
+    calls = []
+    real = T.forward_backward
+    monkeypatch.setattr(T, "forward_backward", lambda *a: calls.append(1) or real(*a))
+    model = models.cnn(rng=0)
+    with BatchThreads(model, model.parameters(), 2) as split:
+        x = np.random.default_rng(0).random((32, 1, 28, 28))
+        split(x.astype(np.float32), np.arange(32) % 10)
+        assert calls == []
+        split(x, np.arange(32) % 10)
+        assert calls == [1, 1]
+
+
+def test_a_cnn_changed_since_takes_the_engine():
+    x, y = np.ones((4, 1, 28, 28), dtype=np.float32), np.array([0, 1, 2, 0])
+    changes = [
+        lambda m: setattr(m.layers[0], "stride", 2),
+        lambda m: setattr(m.layers[0], "padding", 1),
+        lambda m: setattr(m.layers[2], "kernel_size", 3),
+        lambda m: setattr(m.layers[2], "stride", 1),
+        lambda m: setattr(m.layers[1], "grad_at_zero", 1.0),
+        lambda m: setattr(m.layers[3], "bias", None),
+        lambda m: m.layers.insert(3, nn.Tanh()),
+    ]
+    for change in changes:
+        model = models.cnn(rng=0)
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        step, grads = CompiledStep.of(model, opt), CompiledGrads.of(model, opt.params)
+        assert step.fits(x, y) and grads.fits(x, y)
+        change(model)
+        assert not step.fits(x, y) and not grads.fits(x, y)
+
+
+@pytest.mark.parametrize(
+    "shape", [(4, 3, 28, 28), (4, 1, 12, 28), (4, 1, 4, 4), (4, 1, 28), (4, 784)],
+    ids=["channels", "features", "too_small", "three_axes", "flat"],
+)  # fmt: skip
+def test_inputs_the_cnn_does_not_take_go_to_the_engine(shape):
+    """Each raises the engine's error there (shapes the rules refuse, features that do not
+    match the first linear layer)."""
+    model = models.cnn(rng=0)
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x, y = np.ones(shape, dtype=np.float32), np.array([0, 1, 2, 0])
+    assert not CompiledStep.of(model, opt).fits(x, y)
+    assert not CompiledGrads.of(model, opt.params).fits(x, y)
+    with pytest.raises(cr.ShapeError):
+        forward_backward(model, None, x, y)

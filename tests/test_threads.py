@@ -167,18 +167,27 @@ def test_parallel_flag_chooses_the_split(tmp_path, capsys):
     assert "invalid choice: 'cores'" in capsys.readouterr().err
 
 
-def test_a_small_batch_is_split_into_fewer_shards(monkeypatch):
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_small_batch_is_split_into_fewer_shards(monkeypatch, compiled):
+    from chainrule.train.compiled import CompiledGrads
+
     seen = []
-    real = threads_module.forward_backward
+    real, real_compiled = threads_module.forward_backward, CompiledGrads.__call__
 
     def spy(model, params, x, y, *backward):
         seen.append(len(y))
         return real(model, params, x, y, *backward)
 
+    def spy_compiled(self, x, y):
+        seen.append(len(y))
+        return real_compiled(self, x, y)
+
     monkeypatch.setattr(threads_module, "forward_backward", spy)
+    monkeypatch.setattr(CompiledGrads, "__call__", spy_compiled)
     model = _cnn64()
     rng = np.random.default_rng(4)
-    with BatchThreads(model, model.parameters(), 4) as step:
+    with BatchThreads(model, model.parameters(), 4, compiled=compiled) as step:
+        assert (step._shards is not None) == compiled
         for n in (20, 40, 100):
             seen.clear()
             step(rng.random((n, 1, 28, 28)), rng.integers(0, 10, n))

@@ -25,13 +25,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from ..engine import autograd_grad
 from ..rules import softmax_cross_entropy
-from .compiled import CompiledStep
+from .compiled import CompiledGrads, CompiledStep
 
 __all__ = ["BatchThreads", "forward_backward", "default_batch_threads"]
 
@@ -91,8 +92,10 @@ class BatchThreads:
     it also updates the parameters, the whole batch through ``optimizer.backward_step(loss)``
     (SGD never stores the gradient then: :meth:`chainrule.optim.SGD.backward_step`), shards
     through ``.grad`` and ``optimizer.step()``; nothing is updated when the error is not finite.
-    An MLP's whole-batch step then runs compiled (:class:`chainrule.train.compiled.CompiledStep`:
-    the engine's kernel calls and numbers, without the graph) unless ``compiled=False``.
+    The whole-batch step of an MLP or a CNN (:mod:`chainrule.train.compiled`: Linear, ReLU,
+    Conv2d, MaxPool2d, Flatten) then runs compiled, and so does each shard's forward and
+    backward without an optimizer too (the engine's kernel calls and numbers, without the
+    graph), unless ``compiled=False``.
     Call :meth:`close` (or use ``with``) to stop the worker threads.
     """
 
@@ -112,8 +115,10 @@ class BatchThreads:
         self.optimizer = optimizer
         self._pool = ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None
         self._blas = _single_threaded_blas() if self.threads > 1 else None
-        # an MLP's whole step as straight-line kernel calls, the engine's numbers (compiled.py)
-        self._compiled = CompiledStep.of(model, optimizer) if compiled else None  # None: not SGD
+        # the whole step, and each shard's gradients, as straight-line kernel calls: the
+        # engine's numbers (compiled.py); None: not such a model (or, for the step, not SGD)
+        self._compiled = CompiledStep.of(model, optimizer) if compiled else None
+        self._shards = CompiledGrads.of(model, self.params) if compiled else None
 
     def __call__(self, x: Any, y: Any) -> tuple[float, int]:
         """(error sum, correct predictions) of the batch (x: N x ..., y: N labels)."""
@@ -127,14 +132,15 @@ class BatchThreads:
             update = None if self.optimizer is None else self.optimizer.backward_step
             loss_sum, correct, _ = forward_backward(self.model, None, x, y, update)
             return loss_sum, correct
+        if self._shards is not None and self._shards.fits(x, y):
+            run: Callable[..., Any] = self._shards
+        else:
+            run = partial(forward_backward, self.model, self.params)
         with self._blas():  # each shard's products on one core: the shards fill the cores
-            futures = [
-                self._pool.submit(forward_backward, self.model, self.params, x[lo:hi], y[lo:hi])
-                for lo, hi in shards[1:]
-            ]
+            futures = [self._pool.submit(run, x[lo:hi], y[lo:hi]) for lo, hi in shards[1:]]
             lo, hi = shards[0]
             try:
-                results = [forward_backward(self.model, self.params, x[lo:hi], y[lo:hi])]
+                results = [run(x[lo:hi], y[lo:hi])]
             finally:  # no thread may still be running when this returns or raises
                 wait(futures)
             results += [f.result() for f in futures]
