@@ -157,6 +157,14 @@ def test_other_models_take_the_engine(model):
     assert CompiledGrads.of(model, model.parameters()) is None
 
 
+def test_a_layer_used_twice_takes_the_engine():
+    """Its weight's gradient is the sum over both uses (the engine adds them); an optimizer
+    refuses the repeated parameter, a shard's gradients do not."""
+    shared = nn.Linear(4, 4)
+    model = nn.Sequential(shared, nn.ReLU(), shared)
+    assert CompiledGrads.of(model, model.parameters()) is None
+
+
 def test_other_optimizers_take_the_engine():
     model = _mlp()
     params = model.parameters()

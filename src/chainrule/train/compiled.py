@@ -125,6 +125,9 @@ class _Program:
                 return None
             w, b = _weights(m) if kind in (LINEAR, CONV) else (None, None)
             ops.append((kind, w, b, args))
+        params = [id(p) for m in layers for p in _weights(m) if p is not None]
+        if len(set(params)) != len(params):  # a layer or parameter used twice: the engine sums
+            return None
         return cls(model, ops)
 
     def matches(self, params: Sequence[Any]) -> bool:
@@ -260,7 +263,9 @@ class _Program:
             elif kind == POOL:
                 inp, mask = tape[i]
                 kernel, stride = args
-                g = fast["max_pool2d"](g, None, inp, kernel, stride=stride, saved=mask, needs=(True,))
+                g = fast["max_pool2d"](
+                    g, None, inp, kernel, stride=stride, saved=mask, needs=(True,)
+                )
                 g = g[0]
             else:
                 g = K.reshape(g, tape[i])
