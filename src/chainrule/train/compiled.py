@@ -16,8 +16,9 @@ order (ReLU before a max-pool runs after it, as ``Sequential`` runs it):
 :class:`CompiledStep` and :class:`CompiledGrads` make those calls directly. The engine builds
 and walks the graph and runs the rules' and modules' Python around the same calls: measured,
 3-7% of the 784-800-10 MLP's step on one BLAS thread and 9-11% on two
-(``benchmarks/bench_engine_cost.py``), and about 5% of LeNet-5's step split over two threads,
-where each shard's Python waits for the other's (one GIL).
+(``benchmarks/bench_engine_cost.py``); LeNet-5's step split over two threads runs 1.1x as fast
+compiled (``benchmarks/bench_versions.py --model cnn``), since there each shard's Python waits
+for the other's (one GIL).
 
 The numbers are the engine's, bit for bit: the same kernels get the same arrays
 (tests/test_compiled.py compares the losses, the gradients, the parameters and the momentum
