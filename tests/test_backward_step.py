@@ -27,10 +27,10 @@ def _mlp(hidden=96, dtype="float64"):  # 784 x 96 = 75,264 weights: BLAS's size
     )
 
 
-def _cnn(dtype="float64"):  # conv2d's vjp defers nothing: its gradients come as arrays
+def _cnn(dtype="float64", activation=nn.ReLU):  # conv2d's vjp defers nothing: arrays
     return nn.Sequential(
         nn.Conv2d(1, 4, 5, rng=1, dtype=dtype),
-        nn.ReLU(),
+        activation(),
         nn.MaxPool2d(2),
         nn.Flatten(),
         nn.Linear(4 * 12 * 12, 10, rng=2, dtype=dtype),
@@ -210,13 +210,7 @@ def test_the_gemm_never_reads_a_new_velocity(monkeypatch):
 
 
 def _tanh_cnn(dtype="float64"):  # a layer the compiled step does not take
-    return nn.Sequential(
-        nn.Conv2d(1, 4, 5, rng=1, dtype=dtype),
-        nn.Tanh(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(4 * 12 * 12, 10, rng=2, dtype=dtype),
-    )
+    return _cnn(dtype, activation=nn.Tanh)
 
 
 @pytest.mark.parametrize("build", [_mlp, _cnn, _tanh_cnn], ids=["mlp", "cnn", "tanh_cnn"])
