@@ -254,6 +254,20 @@ def _pool_first(layer: Module, following: Module) -> bool:
     )
 
 
+def _run_order(layers: list[Module]) -> list[Module]:
+    """The layers in the order :class:`Sequential` runs them: each ReLU followed by a max-pool
+    runs after the pool instead (:func:`_pool_first`: the same numbers)."""
+    order, i = [], 0
+    while i < len(layers):
+        if i + 1 < len(layers) and _pool_first(layers[i], layers[i + 1]):
+            order += [layers[i + 1], layers[i]]
+            i += 2
+        else:
+            order.append(layers[i])
+            i += 1
+    return order
+
+
 class Sequential(Module):
     """Layers applied one after the other; indexable, iterable, ``len()``."""
 
@@ -273,14 +287,8 @@ class Sequential(Module):
             yield from layer.modules()
 
     def forward(self, x: Any) -> Tensor:
-        layers, i = self.layers, 0
-        while i < len(layers):
-            if i + 1 < len(layers) and _pool_first(layers[i], layers[i + 1]):
-                x = layers[i](layers[i + 1](x))  # ReLU after the pool: the same numbers
-                i += 2
-            else:
-                x = layers[i](x)
-                i += 1
+        for layer in _run_order(self.layers):
+            x = layer(x)
         return x
 
     def __getitem__(self, i: int) -> Module:

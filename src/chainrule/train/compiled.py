@@ -41,7 +41,7 @@ import numpy as np
 from .. import backend as B
 from .. import engine
 from ..backend import numpy_kernels as K
-from ..nn.modules import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, _pool_first
+from ..nn.modules import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, _run_order
 from ..optim.sgd import SGD
 from ..rules._common import pair
 from ..rules.convolution import _stride
@@ -101,16 +101,8 @@ class _Program:
             return None
         if any(type(m) is ReLU and m.grad_at_zero != 0 for m in layers):
             return None
-        order, i = [], 0  # Sequential.forward's order
-        while i < len(layers):
-            if i + 1 < len(layers) and _pool_first(layers[i], layers[i + 1]):
-                order += [layers[i + 1], layers[i]]
-                i += 2
-            else:
-                order.append(layers[i])
-                i += 1
         ops = []
-        for m in order:
+        for m in _run_order(layers):  # as Sequential.forward runs them
             kind, args = _KINDS[type(m)], None
             try:
                 if kind == CONV:
@@ -286,7 +278,6 @@ class CompiledStep:
 
     def __init__(self, program: _Program, optimizer: SGD) -> None:
         self.program, self.optimizer = program, optimizer
-        self.params = list(optimizer.params)
 
     @classmethod
     def of(cls, model: Any, optimizer: Any) -> CompiledStep | None:
@@ -305,12 +296,9 @@ class CompiledStep:
         opt = self.optimizer
         if not opt.momentum or opt.nesterov:
             return False
-        params = opt.params
-        if len(params) != len(self.params):
+        if not self.program.matches(opt.params):  # the optimizer's list changed since
             return False
-        if any(a is not b for a, b in zip(params, self.params, strict=True)):
-            return False
-        if any(p.grad is not None for p in params):  # accumulated: the two-call step
+        if any(p.grad is not None for p in opt.params):  # accumulated: the two-call step
             return False
         return self.program.fits(x, y)
 
@@ -324,7 +312,7 @@ class CompiledStep:
         loss_sum, correct, done = self.program.run(x, y, sink, defer=True)
         if not done:
             return loss_sum, correct
-        for h, vi in zip(self.params, v, strict=True):
+        for h, vi in zip(opt.params, v, strict=True):
             K.sgd_apply(h.data, vi, opt.lr, opt.weight_decay)
         opt.steps += 1
         return loss_sum, correct
