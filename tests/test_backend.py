@@ -9,7 +9,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chainrule import backend
@@ -268,6 +268,7 @@ def test_conv2d_products_per_row_and_whole_agree(monkeypatch):
 
 
 @settings(max_examples=80, deadline=None)
+@example(shape=(2, 2, 2, 1), dtype="float32", layout="channels_last", seed=0)  # found by CI
 @given(
     shape=st.lists(st.integers(1, 40), min_size=0, max_size=4).map(tuple),
     dtype=st.sampled_from(["float32", "float64", "float16", "int64"]),
@@ -288,8 +289,13 @@ def test_relu_kernel_is_maximum_against_zero_bit_for_bit(shape, dtype, layout, s
     want, got = np.maximum(x, 0), K.relu(x)
     assert type(got) is type(want) and got.dtype == want.dtype and got.shape == want.shape
     assert np.ascontiguousarray(got).tobytes() == np.ascontiguousarray(want).tobytes()
-    if x.ndim and layout in ("c", "f", "channels_last"):
-        assert got.strides == np.empty_like(x).strides  # laid out like x
+    if x.ndim and layout in ("c", "f", "channels_last"):  # laid out like x: the same strides
+        # along every axis of more than one number (an axis of one has no layout: NumPy gives
+        # it any stride, e.g. (2, 2, 2, 1) channels-last: 4 from maximum, 8 from empty_like)
+        like = np.empty_like(x)
+        assert [s for s, n in zip(got.strides, x.shape, strict=True) if n > 1] == [
+            s for s, n in zip(like.strides, x.shape, strict=True) if n > 1
+        ]
 
 
 def test_relu_rule_runs_the_kernel():
