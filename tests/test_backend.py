@@ -296,6 +296,36 @@ def test_relu_kernel_is_maximum_against_zero_bit_for_bit(shape, dtype, layout, s
         assert [s for s, n in zip(got.strides, x.shape, strict=True) if n > 1] == [
             s for s, n in zip(like.strides, x.shape, strict=True) if n > 1
         ]
+    inplace = _laid_out(a.copy(), layout)  # the same numbers in the same layout, for writing
+    if inplace.flags.writeable:  # K.relu(inplace=True): into x itself, the same numbers
+        assert K.relu(inplace, inplace=True) is inplace
+        assert np.ascontiguousarray(inplace).tobytes() == np.ascontiguousarray(want).tobytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 30), min_size=0, max_size=4).map(tuple),
+    dtype=st.sampled_from(["float32", "float64"]),
+    layout=st.sampled_from(["c", "f", "channels_last", "strided"]),
+    seed=st.integers(0, 2**16),
+)
+def test_relu_vjp_into_the_gradient_is_the_vjp_bit_for_bit(shape, dtype, layout, seed):
+    """K.relu_vjp_into(g, x) writes the vjp's g (x > 0) into g, the same bytes (the zeros'
+    signs too), with x ReLU's input or its output (train.compiled's in-place ReLU)."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    if x.size:
+        special = np.array([-0.0, 0.0, np.nan, -np.inf, np.inf, -1e-30], dtype=dtype)
+        picks = rng.integers(0, x.size, size=min(x.size, 12))
+        x.reshape(-1)[picks] = rng.choice(special, size=picks.size)
+        g.reshape(-1)[picks[::2]] = rng.choice(special, size=picks[::2].size)
+    with np.errstate(invalid="ignore"):  # an infinite g times a zero of the mask: NaN
+        want = K.FAST_VJPS["relu"](_laid_out(g, layout), None, _laid_out(x, layout), needs=(True,))
+        for mask_of in (x, np.maximum(x, 0)):
+            into = _laid_out(g.copy(), layout)
+            assert K.relu_vjp_into(into, _laid_out(mask_of, layout)) is into
+            assert np.ascontiguousarray(into).tobytes() == np.ascontiguousarray(want[0]).tobytes()
 
 
 def test_relu_rule_runs_the_kernel():

@@ -126,6 +126,26 @@ def test_compiled_step_is_the_engine_step_for_the_mnist_mlp(dtype):
     _same_steps(build, batches, [0.05] * 3, momentum=0.9, weight_decay=5e-4)
 
 
+@pytest.mark.parametrize(
+    ("first", "in_shape"), [([nn.ReLU()], (12,)), ([nn.Flatten(), nn.ReLU()], (3, 4))]
+)
+def test_relu_never_writes_into_the_batch(first, in_shape):
+    """The compiled ReLU runs in place only on an array a layer has just made: a ReLU on the
+    input batch (or on Flatten's view of it) leaves the batch as it was, and the steps stay
+    the engine's."""
+    rng = np.random.default_rng(5)
+    batches = _batches(rng, 3, 6, in_shape, 3, "float32")
+    kept = [x.copy() for x, _ in batches]
+
+    def build():
+        return nn.Sequential(*first, nn.Linear(12, 5, rng=0), nn.ReLU(), nn.Linear(5, 3, rng=1))
+
+    _run(build(), batches, True, [0.1] * 3, momentum=0.9)
+    assert all(x.tobytes() == k.tobytes() for (x, _), k in zip(batches, kept, strict=True))
+    assert any((k < 0).any() for k in kept)  # a batch that an in-place ReLU would change
+    _same_steps(build, batches, [0.1] * 3, momentum=0.9)
+
+
 def _mlp(dtype="float32"):
     return _net([12, 8, 3], True, True, dtype, 0)
 

@@ -9,18 +9,21 @@ order (ReLU before a max-pool runs after it, as ``Sequential`` runs it):
     error       e, p = softmax_cross_entropy(a_L, labels)        (p: the saved softmax)
     backward    de/da_L = (p - onehot) / N ;  for l = L-1 .. (the first layer with parameters):
                     de/da_l, de/dH_l, de/dh_l = layer_l's vjp     (de/da_0 is never computed)
-    update      (CompiledStep) v <- mu v + de/dH as each gradient arrives (a linear layer's
-                    one GEMM, beta = mu: optim.SGD.backward_step) ; then v += wd h ; h <- h - lr v
+    update      (CompiledStep) as each gradient arrives: v <- mu v + de/dH (a linear layer's
+                    one GEMM, beta = mu: optim.SGD.backward_step) ; v += wd h ; h <- h - lr v
                 (CompiledGrads) the gradients, for BatchThreads to combine over its shards
 
-:class:`CompiledStep` and :class:`CompiledGrads` make those calls directly. The engine builds
+:class:`CompiledStep` and :class:`CompiledGrads` make those calls directly. Two of them write
+into arrays that only this step holds, where the engine (which cannot know who else holds an
+array) makes new ones: ReLU into the array the layer before it has just made (not into the
+input batch), and ReLU's vjp into the gradient the layer after it has just made. The engine builds
 and walks the graph and runs the rules' and modules' Python around the same calls: measured,
 3-7% of the 784-800-10 MLP's step on one BLAS thread and 9-11% on two
 (``benchmarks/bench_engine_cost.py``); LeNet-5's step split over two threads runs 1.1x as fast
 compiled (``benchmarks/bench_versions.py --model cnn``), since there each shard's Python waits
 for the other's (one GIL).
 
-The numbers are the engine's, bit for bit: the same kernels get the same arrays
+The numbers are the engine's, bit for bit: the same kernels get the same numbers
 (tests/test_compiled.py compares the losses, the gradients, the parameters and the momentum
 buffers after several steps). A step that this cannot take exactly takes the engine
 (:meth:`fits` says whether): another layer or model, a ReLU with ``grad_at_zero``, another
@@ -199,25 +202,26 @@ class _Program:
         handed to ``sink(its index in params, de/dh)`` as it is computed; ``defer``: a
         linear layer's weight gradient as the Product G^T X (SGD.backward_step's)."""
         tape = []  # what each layer's vjp reads: its input (and what its forward saved)
-        a = x
+        a, own = x, False  # own: a is an array a layer has just made, that nothing else reads
         for kind, w, b, args in self.ops:
             if kind == LINEAR:
                 tape.append(a)
-                a = K.linear(a, w.data, None if b is None else b.data)
-            elif kind == RELU:
+                a, own = K.linear(a, w.data, None if b is None else b.data), True
+            elif kind == RELU:  # in place on its own array (ReLU's vjp reads the output then)
+                a, own = K.relu(a, inplace=own), True
                 tape.append(a)
-                a = K.relu(a)
             elif kind == CONV:
                 z, saved = K.conv2d(a, w.data, None if b is None else b.data, *args)
                 tape.append((a, saved))
-                a = z
+                a, own = z, True
             elif kind == POOL:
                 z, mask = K.max_pool2d(a, *args)
                 tape.append((a, mask))
-                a = z
+                a, own = z, True
             else:
                 tape.append(a.shape)
-                a = K.reshape(a, (a.shape[0], -1))
+                a = K.reshape(a, (a.shape[0], -1))  # a view of a (or a copy: own then too)
+                own = own or not np.may_share_memory(a, x)
         labels = _check_labels("softmax_cross_entropy", a, y)  # the rule's check and errors
         loss, p = K.softmax_cross_entropy(a, _label_index(labels))
         loss = np.asarray(loss)  # as the engine's loss tensor holds it
@@ -251,8 +255,8 @@ class _Program:
                 if has_b:
                     sink(bi, db)
                 g = dx
-            elif kind == RELU:
-                g = fast["relu"](g, None, tape[i], needs=(True,))[0]
+            elif kind == RELU:  # g: the array the next layer's vjp has just made
+                g = K.relu_vjp_into(g, tape[i])
             elif kind == POOL:
                 inp, mask = tape[i]
                 kernel, stride = args
@@ -304,17 +308,18 @@ class CompiledStep:
 
     def __call__(self, x: Any, y: Any) -> tuple[float, int]:
         opt = self.optimizer
-        v, mu, momentum_into = opt.velocity, opt.momentum, K.momentum_into
+        v, mu, lr, wd, params = opt.velocity, opt.momentum, opt.lr, opt.weight_decay, opt.params
 
         def sink(i: int, grad: Any) -> None:
-            v[i] = momentum_into(v[i], grad, mu)
+            # the whole update of h as soon as de/dh is there (h, v and G still in the
+            # caches): back propagation no longer reads h (each parameter is one layer's, and
+            # its vjp has returned), so the numbers are those of updating after the last one
+            v[i] = K.momentum_into(v[i], grad, mu)
+            K.sgd_apply(params[i].data, v[i], lr, wd)
 
         loss_sum, correct, done = self.program.run(x, y, sink, defer=True)
-        if not done:
-            return loss_sum, correct
-        for h, vi in zip(opt.params, v, strict=True):
-            K.sgd_apply(h.data, vi, opt.lr, opt.weight_decay)
-        opt.steps += 1
+        if done:
+            opt.steps += 1
         return loss_sum, correct
 
 
