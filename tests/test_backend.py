@@ -418,15 +418,26 @@ def test_mse_rule_runs_the_mean_kernel():
     assert cr.mse(cr.tensor(x), t).data.tobytes() == np.asarray(np.mean((x - t) ** 2)).tobytes()
 
 
+def test_big_endian_labels_are_labels():
+    """Labels read from a big-endian file (">i8") are the same classes as native ones."""
+    rng = np.random.default_rng(4)
+    scores, labels = rng.standard_normal((6, 4)), rng.integers(0, 4, 6)
+    native = cr.softmax_cross_entropy(cr.tensor(scores), labels).data
+    swapped = cr.softmax_cross_entropy(cr.tensor(scores), labels.astype(">i8")).data
+    assert swapped.tobytes() == native.tobytes()
+
+
 @settings(max_examples=80, deadline=None)
 @given(
     values=st.lists(st.integers(-70000, 70000) | st.integers(-300, 300), min_size=0, max_size=20),
     dtype=st.sampled_from(["int8", "int16", "int32", "int64", "uint8", "uint16", "uint64"]),
     m=st.integers(1, 300) | st.integers(1, 70000),
+    order=st.sampled_from(["=", ">", "<"]),  # big-endian labels are read as big-endian
 )
-def test_labels_below_is_the_range_check(values, dtype, m):
+def test_labels_below_is_the_range_check(values, dtype, m, order):
     """K.labels_below (one pass over unsigned views): every label in [0, m), as min and max say."""
     info = np.iinfo(dtype)
+    dtype = np.dtype(dtype).newbyteorder(order)
     a = np.array([v for v in values if info.min <= v <= info.max], dtype=dtype)
     want = a.size == 0 or (int(a.min()) >= 0 and int(a.max()) < m)
     assert K.labels_below(a, m) is want

@@ -94,6 +94,9 @@ def getitem(x: Any, index: Any) -> Any:
     return x[index]
 
 
+_unsigned: dict[Any, tuple[Any, int]] = {}  # signed dtype -> (its unsigned twin, 2^(bits - 1))
+
+
 def labels_below(labels: Any, m: int) -> bool:
     """Whether every integer label lies in [0, m), in one pass: signed labels are read as
     unsigned, so a negative one becomes at least 2^(bits - 1) (min and max would take two).
@@ -101,10 +104,15 @@ def labels_below(labels: Any, m: int) -> bool:
     if labels.size == 0:
         return True
     if labels.dtype.kind == "i":
-        if m > 2 ** (8 * labels.dtype.itemsize - 1):
+        twin = _unsigned.get(labels.dtype)
+        if twin is None:  # the same byte order: a big-endian int64 is read as a big-endian uint64
+            d = labels.dtype
+            twin = (xp.dtype(f"{d.byteorder}u{d.itemsize}"), 2 ** (8 * d.itemsize - 1))
+            twin = _unsigned.setdefault(d, twin)
+        if m > twin[1]:
             return int(xp.min(labels)) >= 0 and int(xp.max(labels)) < m
-        labels = labels.view(f"u{labels.dtype.itemsize}")
-    return int(xp.maximum.reduce(labels, axis=None)) < m
+        labels = labels.view(twin[0])
+    return bool(xp.maximum.reduce(labels, axis=None) < m)
 
 
 def labels_fit(labels: Any, scores_shape: tuple[int, ...]) -> bool:

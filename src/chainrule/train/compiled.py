@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -58,9 +59,9 @@ _KINDS = {Linear: LINEAR, ReLU: RELU, Conv2d: CONV, MaxPool2d: POOL, Flatten: FL
 
 #: what a layer's forward reads besides its input and parameters, as the user set it
 _SETTINGS = {
-    Conv2d: ("stride", "padding"),
-    MaxPool2d: ("kernel_size", "stride"),
-    ReLU: ("grad_at_zero",),
+    Conv2d: attrgetter("stride", "padding"),
+    MaxPool2d: attrgetter("kernel_size", "stride"),
+    ReLU: attrgetter("grad_at_zero"),
 }
 
 
@@ -73,10 +74,9 @@ class _Program:
 
     def __init__(self, model: Any, ops: list[tuple]) -> None:
         self.model, self.modules = model, list(model.layers)  # what it was built from
-        self.settings = [  # (layer, its settings' names, their values)
-            (m, names, tuple(getattr(m, a) for a in names))
-            for m in self.modules
-            if (names := _SETTINGS.get(type(m)))
+        self.ids = [id(m) for m in self.modules]
+        self.settings = [  # (layer, what reads its settings, their values)
+            (m, get, get(m)) for m in self.modules if (get := _SETTINGS.get(type(m)))
         ]
         self.owners = [(m, m.weight, m.bias) for m in self.modules if type(m) in (Linear, Conv2d)]
         self.ops = ops
@@ -140,9 +140,8 @@ class _Program:
         if len(x) != len(y) or not self._unchanged():
             return False
         for p, shape in zip(self.params, self.shapes, strict=True):
-            if type(p.data) is not np.ndarray:
-                return False
-            if p.data.dtype != dtype or p.data.shape != shape:
+            d = p.data
+            if type(d) is not np.ndarray or d.dtype != dtype or d.shape != shape:
                 return False
         sample = x.shape[1:]
         plan = self.plans.get(sample)
@@ -152,15 +151,15 @@ class _Program:
 
     def _unchanged(self) -> bool:
         """The model's layers, their parameters and settings are those it was built from."""
-        layers = self.model.layers
-        if len(layers) != len(self.modules):
+        if list(map(id, self.model.layers)) != self.ids:  # (self.modules keeps the ids taken)
             return False
-        if any(a is not b for a, b in zip(layers, self.modules, strict=True)):
-            return False
-        for m, names, values in self.settings:
-            if tuple(getattr(m, a) for a in names) != values:
+        for m, get, values in self.settings:
+            if get(m) != values:
                 return False
-        return all(m.weight is w and m.bias is b for m, w, b in self.owners)
+        for m, w, b in self.owners:
+            if m.weight is not w or m.bias is not b:
+                return False
+        return True
 
     def _plan(self, sample: tuple[int, ...]) -> bool:
         """Whether a sample of this shape passes every layer (each shape as the rules check it)."""
@@ -222,7 +221,8 @@ class _Program:
                 tape.append(a.shape)
                 a = K.reshape(a, (a.shape[0], -1))  # a view of a (or a copy: own then too)
                 own = own or not np.may_share_memory(a, x)
-        labels = _check_labels("softmax_cross_entropy", a, y)  # the rule's check and errors
+        # labels as given where they fit (the rule's own first test), else the rule's check
+        labels = y if K.labels_fit(y, a.shape) else _check_labels("softmax_cross_entropy", a, y)
         loss, p = K.softmax_cross_entropy(a, _label_index(labels))
         loss = np.asarray(loss)  # as the engine's loss tensor holds it
         loss_sum = float(loss) * len(y)

@@ -123,10 +123,12 @@ class BatchThreads:
     def __call__(self, x: Any, y: Any) -> tuple[float, int]:
         """(error sum, correct predictions) of the batch (x: N x ..., y: N labels)."""
         n = len(y)
-        k = max(1, min(self.threads, n // MIN_SHARD))
-        bounds = [n * i // k for i in range(k + 1)]
-        shards = [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
-        if self._pool is None or len(shards) < 2:  # the plain step: backward() into .grad
+        shards = []
+        if self._pool is not None:
+            k = max(1, min(self.threads, n // MIN_SHARD))
+            bounds = [n * i // k for i in range(k + 1)]
+            shards = [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
+        if len(shards) < 2:  # the plain step: backward() into .grad
             if self._compiled is not None and self._compiled.fits(x, y):
                 return self._compiled(x, y)
             update = None if self.optimizer is None else self.optimizer.backward_step
