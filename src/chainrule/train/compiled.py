@@ -81,13 +81,12 @@ class _Program:
         self.owners = [(m, m.weight, m.bias) for m in self.modules if type(m) in (Linear, Conv2d)]
         self.ops = ops
         self.params = [p for m in self.modules for p in _weights(m) if p is not None]
+        self.param_ids = [id(p) for p in self.params]
         self.shapes = [p.data.shape for p in self.params]
-        self.slot = {id(p): i for i, p in enumerate(self.params)}
+        slot = {id(p): i for i, p in enumerate(self.params)}
         # (index of the weight, of the bias or None) in params, per op
         self.index = [
-            (None, None)
-            if w is None
-            else (self.slot[id(w)], None if b is None else self.slot[id(b)])
+            (None, None) if w is None else (slot[id(w)], None if b is None else slot[id(b)])
             for _, w, b, _ in ops
         ]
         self.first = next(i for i, op in enumerate(ops) if op[1] is not None)
@@ -128,7 +127,7 @@ class _Program:
 
     def matches(self, params: Sequence[Any]) -> bool:
         """Whether ``params`` are the model's parameters, in ``model.parameters()``'s order."""
-        return [id(p) for p in params] == [id(p) for p in self.params]
+        return list(map(id, params)) == self.param_ids
 
     def fits(self, x: Any, y: Any) -> bool:
         """Whether the forward and backward of this batch are the engine's (else it runs them)."""
@@ -219,10 +218,8 @@ class _Program:
                 a, own = z, True
             else:
                 tape.append(a.shape)
-                a = K.reshape(a, (a.shape[0], -1))  # a view of a (or a copy: own then too)
-                own = own or not np.may_share_memory(a, x)
-        # labels as given where they fit (the rule's own first test), else the rule's check
-        labels = y if K.labels_fit(y, a.shape) else _check_labels("softmax_cross_entropy", a, y)
+                a = K.reshape(a, (a.shape[0], -1))  # a view of a (or a copy): as own as a
+        labels = _check_labels("softmax_cross_entropy", a, y)  # the rule's check and errors
         loss, p = K.softmax_cross_entropy(a, _label_index(labels))
         loss = np.asarray(loss)  # as the engine's loss tensor holds it
         loss_sum = float(loss) * len(y)
